@@ -1,0 +1,65 @@
+"""Helpers shared by the tests: run a script in a temporary directory, read what it logged."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(script, *args, cwd, env=None, timeout=900):
+    """Run `python <script> <args>` inside `cwd` and return the CompletedProcess (text output)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "SDL_VIDEODRIVER": "dummy"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+def assert_clean_error(proc, *needles):
+    """Bad input: non-zero exit, no traceback, one line on stderr that names the problem."""
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), lines[0]
+
+
+def only_run_dir(cwd):
+    """The single run directory a script wrote under `cwd/runs`."""
+    runs = [p for p in (Path(cwd) / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def read_scalars(run_dir):
+    """All TensorBoard scalars of a run: {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def read_results(path):
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path
