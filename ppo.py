@@ -1,0 +1,701 @@
+"""Proximal Policy Optimization (PPO) with a clipped surrogate objective: Hugging Face Deep RL Course, unit 8.
+
+PPO collects `num_steps` transitions from `num_envs` environments with the current policy, estimates advantages with
+GAE, then improves the policy for a few epochs on minibatches of that rollout while clipping the probability ratio
+pi_new / pi_old to [1 - clip, 1 + clip], so that one update cannot move the policy far from the one that collected
+the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Defaults follow CleanRL's published `ppo.py`.
+
+Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a learned state-independent log-std
+(actions are clipped to the bounds only on the way to the environment). Box, Discrete, Dict and Tuple observations
+are flattened. An episode cut by a time limit bootstraps from the value of its final observation; a terminated one does not.
+
+Run:
+    python ppo.py                                   # CartPole-v1, 500k steps
+    python ppo.py --env-id LunarLander-v3 --total-timesteps 1000000 --num-envs 16 --num-steps 1024 \
+        --num-minibatches 256 --gamma 0.999 --gae-lambda 0.98 --learning-rate 3e-4
+    python ppo.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
+    python ppo.py --help
+
+On a 2-core CPU the default run takes about 40 s and evaluates to 500 +/- 0; its 20-episode mean first reaches 475
+after about 12 s (benchmarks/bench_ppo.py).
+"""
+
+import datetime
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+import torch.nn.functional as F
+from torch.distributions import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+SCRIPT = Path(__file__).resolve()
+
+
+@dataclass
+class Args:
+    exp_name: str = SCRIPT.stem
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, CUDA is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch (0: torch's default); one is fastest for these small networks"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights and Biases"""
+    wandb_project_name: str = "deep-rl-course"
+    """the wandb project name"""
+    wandb_entity: str | None = None
+    """the wandb entity (team) name"""
+    capture_video: bool = False
+    """record videos of the agent (training episodes of the first env, and the evaluation) under runs/<run>/videos"""
+    save_model: bool = False
+    """save the model (runs/<run>/model.pt) and its arguments (args.json beside it)"""
+    load_model: str | None = None
+    """path of a saved model.pt: skip training and evaluate it (its args.json must lie beside it)"""
+    eval_episodes: int = 10
+    """episodes of the evaluation after training (sampled actions, as in course unit 8); 0 skips it"""
+    hub_package: bool = False
+    """build the Hugging Face Hub folder (runs/<run>/hub: card, results, replay video, model, args, script)"""
+    hf_repo_id: str | None = None
+    """upload the Hub folder to this model repo, e.g. `username/ppo-CartPole-v1` (needs a token; implies --hub-package)"""
+
+    # Algorithm specific arguments
+    env_id: str = "CartPole-v1"
+    """the id of the environment (retired course ids such as LunarLander-v2 run their current version)"""
+    total_timesteps: int = 500_000
+    """total timesteps of the experiment"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 4
+    """the number of parallel game environments"""
+    num_steps: int = 128
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """toggle learning rate annealing (linear decay to 0 over the run)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches"""
+    update_epochs: int = 4
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """toggles advantages normalization (per minibatch)"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """toggles whether or not to use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy"""
+    vf_coef: float = 0.5
+    """coefficient of the value function"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: float | None = None
+    """the target KL divergence threshold: stop the epochs of an update early when it is exceeded"""
+
+    # to be filled in runtime
+    gym_id: str = ""
+    """the gymnasium id that runs (equals env_id unless env_id is retired)"""
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+def fail(message: str):
+    """Bad input: one line on stderr, exit status 2, no traceback."""
+    sys.exit(f"{SCRIPT.name}: error: {message}")
+
+
+def check_args(args: Args):
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
+    for name in positive:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
+        fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
+    if args.eval_episodes < 0:
+        fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
+    args.batch_size = args.num_envs * args.num_steps
+    if args.batch_size % args.num_minibatches:
+        fail(
+            f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}; "
+            "choose a divisor"
+        )
+    if args.load_model is None and args.total_timesteps < args.batch_size:
+        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout (num_envs * num_steps = {args.batch_size})")
+    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = args.total_timesteps // args.batch_size
+    args.hub_package = args.hub_package or args.hf_repo_id is not None
+
+
+# ======================================================================================================================
+# Environment
+# ======================================================================================================================
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3)."""
+    if env_id.startswith("Panda"):
+        import panda_gym  # noqa: F401  (registers the panda-gym environments of course unit 6)
+    try:
+        gym.spec(env_id)
+        return env_id
+    except gym.error.DeprecatedEnv:
+        namespace, name, _ = gym.envs.registration.parse_env_id(env_id)
+        latest = gym.envs.registration.find_highest_version(namespace, name)
+        current = gym.envs.registration.get_env_id(namespace, name, latest)
+        print(f"note: gymnasium {gym.__version__} retired {env_id}; running {current}, its current version")
+        return current
+    except gym.error.Error as error:
+        fail(f"unknown env id {env_id!r} ({error}); Atari games run with ppo_atari.py")
+
+
+def supported_observation(space: gym.Space) -> bool:
+    if isinstance(space, gym.spaces.Dict):
+        return all(map(supported_observation, space.values()))
+    if isinstance(space, gym.spaces.Tuple):
+        return all(map(supported_observation, space))
+    return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete))
+
+
+def check_spaces(gym_id: str):
+    try:
+        env = gym.make(gym_id)
+    except Exception as error:  # e.g. a missing optional dependency of the environment
+        fail(f"cannot create {gym_id}: {error}")
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    if not supported_observation(observation_space):
+        fail(f"{gym_id} has observation space {observation_space}; ppo.py handles Box, Discrete, and Dict or Tuple of those")
+    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        fail(f"{gym_id} has action space {action_space}; ppo.py handles Discrete and Box actions")
+
+
+def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluation: bool = False):
+    """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
+    usual schedule, or only the first episode of an evaluation."""
+
+    def thunk():
+        if video_folder is None or idx > 0:
+            env = gym.make(gym_id)
+        else:
+            trigger = (lambda episode: episode == 0) if evaluation else None
+            prefix = "eval" if evaluation else "train"
+            env = gym.make(gym_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, video_folder, episode_trigger=trigger, name_prefix=prefix)
+        if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+# ======================================================================================================================
+# Network
+# ======================================================================================================================
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class MLP(nn.Module):
+    """Linear layers with tanh between them, orthogonally initialised as in CleanRL. The forward pass is written out
+    in one module call: on a small CPU, the Python overhead of nested module calls costs more than the products."""
+
+    def __init__(self, sizes: list[int], out_std: float):
+        super().__init__()
+        self.layers = nn.ModuleList(layer_init(nn.Linear(i, o)) for i, o in zip(sizes[:-2], sizes[1:-1]))
+        self.layers.append(layer_init(nn.Linear(sizes[-2], sizes[-1]), std=out_std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, out = self.layers
+        for layer in hidden:
+            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, out.weight, out.bias)
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh), as in CleanRL's ppo.py."""
+
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space):
+        super().__init__()
+        obs_dim = int(np.prod(observation_space.shape))
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        act_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.critic = MLP([obs_dim, 64, 64, 1], out_std=1.0)
+        self.actor = MLP([obs_dim, 64, 64, act_dim], out_std=0.01)
+        if self.continuous:
+            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def get_action(self, x: torch.Tensor) -> torch.Tensor:
+        """Sample a ~ pi(.|s): all that a rollout step needs, in as few operations as possible."""
+        if self.continuous:
+            mean = self.actor(x)
+            return mean + self.actor_logstd.exp() * torch.randn_like(mean)
+        logits = self.actor(x)
+        # Gumbel-max trick: argmax(logits + G), with G = -log(E), E ~ Exp(1), is a sample of softmax(logits)
+        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
+
+    def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
+        """Score actions taken in states x: log pi(a|s), the entropy of pi(.|s), and V(s)."""
+        if self.continuous:
+            mean = self.actor(x)
+            dist = Normal(mean, self.actor_logstd.expand_as(mean).exp(), validate_args=False)
+            # independent dimensions: the joint log-density and the entropy are sums over them
+            return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.get_value(x)
+        # the categorical distribution written out: a third of the operations of torch's Categorical
+        log_probs = torch.log_softmax(self.actor(x), dim=-1)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)  # H = -sum_a pi(a|s) log pi(a|s)
+        return logprob, entropy, self.get_value(x)
+
+
+# ======================================================================================================================
+# The algorithm's pure pieces
+# ======================================================================================================================
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    last_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized Advantage Estimation over a rollout of shape [num_steps, num_envs].
+
+    values[t] = V(s_t); last_values = V(s_T) of the observation after the rollout; final_values[t] = V(final
+    observation) where truncated[t] (the state a time limit cut the episode at). Where an episode ended at step t,
+    the state that followed in the rollout belongs to a new episode and is never bootstrapped from.
+    Returns (advantages, returns) with returns = advantages + values, the critic's targets.
+    """
+    next_values = torch.cat((values[1:], last_values.unsqueeze(0)))
+    next_values = torch.where(truncated.bool(), final_values, next_values)  # truncation: bootstrap V(final obs)
+    next_values = next_values * (1.0 - terminated)  # termination: the return ends here
+    # delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)
+    deltas = rewards + gamma * next_values - values
+    # A_t = delta_t + gamma * lambda * A_{t+1}, cut where the episode ended
+    decay = gamma * gae_lambda * (1.0 - torch.maximum(terminated, truncated))
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(last_values)
+    for t in reversed(range(rewards.shape[0])):
+        lastgaelam = advantages[t] = deltas[t] + decay[t] * lastgaelam
+    return advantages, advantages + values
+
+
+def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, returns, old_values):
+    """The clipped PPO objective on one minibatch: (total loss, dict of detached statistics)."""
+    newlogprob, entropy, newvalue = agent.evaluate_actions(obs, actions)
+    logratio = newlogprob - old_logprobs
+    ratio = logratio.exp()  # r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t)
+    with torch.no_grad():
+        old_approx_kl = (-logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()  # http://joschu.net/blog/kl-approx.html
+        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
+    if args.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    # L^CLIP = E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)], maximised, so its negative is minimised
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+    # L^VF = (V(s_t) - V_t^targ)^2, optionally clipped around the old value estimate
+    if args.clip_vloss:
+        v_loss_unclipped = (newvalue - returns) ** 2
+        v_clipped = old_values + torch.clamp(newvalue - old_values, -args.clip_coef, args.clip_coef)
+        v_loss_clipped = (v_clipped - returns) ** 2
+        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+    else:
+        v_loss = 0.5 * ((newvalue - returns) ** 2).mean()
+
+    entropy_loss = entropy.mean()
+    # L = L^CLIP - c_2 S[pi] + c_1 L^VF (signs for minimisation)
+    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+    stats = dict(
+        policy_loss=pg_loss.detach(),
+        value_loss=v_loss.detach(),
+        entropy=entropy_loss.detach(),
+        old_approx_kl=old_approx_kl,
+        approx_kl=approx_kl,
+        clipfrac=clipfrac,
+    )
+    return loss, stats
+
+
+# ======================================================================================================================
+# Evaluation, saving and the Hub
+# ======================================================================================================================
+def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """What the environment receives: Gaussian actions are clipped to the bounds, stored actions never are."""
+    action = action.cpu().numpy()
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(action, action_space.low, action_space.high)
+    return action
+
+
+def evaluate(agent: Agent, gym_id: str, episodes: int, seed: int, device: torch.device, video_folder: str | None):
+    """Course unit 8's protocol: whole episodes with sampled actions; the first one is recorded if video_folder."""
+    env = make_env(gym_id, 0, video_folder, evaluation=True)()
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, total = False, 0.0
+        while not done:
+            with torch.inference_mode():
+                action = agent.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
+            obs, reward, terminated, truncated, _ = env.step(env_action(action[0], env.action_space))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    model_path = Path(path)
+    args_path = model_path.with_name("args.json")
+    if not model_path.is_file():
+        fail(f"model file {path} does not exist")
+    if not args_path.is_file():
+        fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
+    try:
+        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+    except (ValueError, TypeError) as error:
+        fail(f"{args_path} is not a valid args file ({error})")
+    saved.gym_id = resolve_env_id(saved.env_id)
+    check_spaces(saved.gym_id)
+    env = make_env(saved.gym_id)()
+    agent = Agent(env.observation_space, env.action_space).to(device)
+    env.close()
+    try:
+        state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
+        agent.load_state_dict(state_dict)
+    except Exception as error:
+        fail(f"cannot load {path} as a ppo.py model for {saved.gym_id} ({type(error).__name__}: {str(error).splitlines()[0]})")
+    return agent, saved
+
+
+def model_card(args: Args, mean: float, std: float) -> str:
+    env_id = args.env_id  # the id the course leaderboard reads, even where a newer version ran
+    hyperparameters = "\n".join(f"| {k} | {v} |" for k, v in vars(args).items())
+    return f"""---
+tags:
+- {env_id}
+- ppo
+- reinforcement-learning
+- deep-reinforcement-learning
+- custom-implementation
+- deep-rl-course
+model-index:
+- name: PPO
+  results:
+  - task:
+      type: reinforcement-learning
+      name: reinforcement-learning
+    dataset:
+      name: {env_id}
+      type: {env_id}
+    metrics:
+    - type: mean_reward
+      value: {mean:.2f} +/- {std:.2f}
+      name: mean_reward
+      verified: false
+---
+
+# PPO agent playing {env_id}
+
+A PPO agent trained with `ppo.py`, a single-file PyTorch implementation of PPO (Hugging Face Deep RL Course, unit 8),
+on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
+It scores **{mean:.2f} +/- {std:.2f}** over {args.eval_episodes} evaluation episodes with sampled actions.
+
+## Use it
+The weights are a plain `state_dict` (`model.pt`, loaded with `torch.load(..., weights_only=True)`: nothing is
+unpickled) and `args.json` holds the arguments it was trained with. Download this repository, then:
+
+```
+python ppo.py --load-model model.pt --capture-video
+```
+
+## Hyperparameters
+| argument | value |
+|---|---|
+{hyperparameters}
+"""
+
+
+def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, video_folder: Path | None):
+    """The folder the course leaderboard understands; built without network."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
+    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(SCRIPT, folder / SCRIPT.name)
+    videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
+    if videos:
+        shutil.copy(videos[-1], folder / "replay.mp4")
+    return folder
+
+
+def push_to_hub(folder: Path, repo_id: str):
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload PPO agent")
+    except Exception as error:
+        fail(f"upload to {repo_id} failed ({type(error).__name__}: {str(error).splitlines()[0]}); the folder is kept at {folder}")
+    print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
+
+
+# ======================================================================================================================
+# Plumbing: run name, logging, seeding
+# ======================================================================================================================
+def start_run(args: Args):
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, Path("runs") / run_name, writer
+
+
+def seed_everything(args: Args) -> torch.device:
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
+    """Save, evaluate, package and upload, as the arguments ask."""
+    model_path = run_dir / "model.pt"
+    if args.save_model or args.hub_package:
+        torch.save(agent.state_dict(), model_path)
+        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        print(f"model saved to {model_path}")
+    if args.eval_episodes == 0:
+        return
+    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
+    returns = evaluate(agent, args.gym_id, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder))
+    for idx, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    print(f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}")
+    results = dict(
+        env_id=args.env_id,
+        mean_reward=mean,
+        std_reward=std,
+        n_evaluation_episodes=len(returns),
+        eval_datetime=datetime.datetime.now().isoformat(),
+    )
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if args.hub_package:
+        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
+        print(f"Hub folder written to {folder}")
+        if args.hf_repo_id:
+            push_to_hub(folder, args.hf_repo_id)
+
+
+# ======================================================================================================================
+# Training
+# ======================================================================================================================
+def main(args: Args):
+    check_args(args)
+    if args.load_model is not None:  # evaluate a saved model, no training
+        device = seed_everything(args)
+        agent, saved = load_agent(args.load_model, device)
+        for field in ("seed", "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model"):
+            setattr(saved, field, getattr(args, field))
+        saved.save_model = False
+        _, run_dir, writer = start_run(saved)
+        finish(agent, saved, run_dir, writer, device)
+        writer.close()
+        return
+
+    args.gym_id = resolve_env_id(args.env_id)
+    check_spaces(args.gym_id)
+    run_name, run_dir, writer = start_run(args)
+    device = seed_everything(args)
+
+    # env setup: SAME_STEP autoreset hands over the final observation of an episode in the step that ends it, and the
+    # first observation of the next episode in its place, so no step of the rollout is a phantom transition.
+    video_folder = str(run_dir / "videos") if args.capture_video else None
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.gym_id, i, video_folder) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    action_space = envs.single_action_space
+
+    agent = Agent(envs.single_observation_space, action_space).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # rollout storage: observations and actions live on device; what the envs return is gathered on the host and
+    # moved once per rollout
+    storage_shape = (args.num_steps, args.num_envs)
+    obs = torch.zeros(storage_shape + envs.single_observation_space.shape, device=device)
+    action_dtype = torch.float32 if agent.continuous else torch.long
+    actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=action_dtype)
+    rewards = np.zeros(storage_shape, dtype=np.float32)
+    terminations = np.zeros(storage_shape, dtype=np.float32)
+    truncations = np.zeros(storage_shape, dtype=np.float32)
+
+    # episode statistics: the vector env reports none, so they are tracked here
+    episode_returns = np.zeros(args.num_envs)
+    episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
+    recent_returns = deque(maxlen=20)
+
+    global_step = 0
+    start_time = last_print = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    envs.action_space.seed(args.seed)
+    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        # ==============================================================================================================
+        # Rollout: num_steps steps of every env with the current policy
+        # ==============================================================================================================
+        cut_episodes = []  # (step, env, final observation) of the episodes a time limit cut
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            with torch.inference_mode():
+                actions[step] = action = agent.get_action(next_obs)
+
+            next_obs_np, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
+            rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
+            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+            cut_episodes += [(step, i, infos["final_obs"][i]) for i in np.flatnonzero(truncated & ~terminated)]
+
+            # logging: every episode that ended, in every env
+            episode_returns += reward
+            episode_lengths += 1
+            for i in np.flatnonzero(terminated | truncated):
+                writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
+                writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
+                recent_returns.append(episode_returns[i])
+                episode_returns[i], episode_lengths[i] = 0.0, 0
+
+        # ==============================================================================================================
+        # Log-probabilities, values, advantages (GAE) and value targets
+        # ==============================================================================================================
+        # the networks did not change during the rollout, so all its steps are scored in one batched pass
+        b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
+        b_actions = actions.reshape((-1,) + action_space.shape)
+        with torch.no_grad():
+            b_logprobs, _, b_values = agent.evaluate_actions(b_obs, b_actions)
+            last_values = agent.get_value(next_obs)
+            final_values = torch.zeros(storage_shape, device=device)
+            if cut_episodes:  # bootstrap values of the final observations of truncated episodes
+                steps, env_ids, final_obs = zip(*cut_episodes)
+                final_obs = torch.as_tensor(np.stack(final_obs), dtype=torch.float32, device=device)
+                final_values[steps, env_ids] = agent.get_value(final_obs)
+            advantages, returns = compute_gae(
+                torch.as_tensor(rewards, device=device),
+                b_values.reshape(storage_shape),
+                last_values,
+                torch.as_tensor(terminations, device=device),
+                torch.as_tensor(truncations, device=device),
+                final_values,
+                args.gamma,
+                args.gae_lambda,
+            )
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+
+        # ==============================================================================================================
+        # Optimizing the policy and value network: update_epochs passes over shuffled minibatches
+        # ==============================================================================================================
+        epoch_stats = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+                loss, stats = ppo_loss(
+                    agent,
+                    args,
+                    b_obs[mb_inds],
+                    b_actions[mb_inds],
+                    b_logprobs[mb_inds],
+                    b_advantages[mb_inds],
+                    b_returns[mb_inds],
+                    b_values[mb_inds],
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                optimizer.step()
+                epoch_stats.append(torch.stack(list(stats.values())))
+            if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
+                break
+
+        # ==============================================================================================================
+        # Plumbing: logging and progress
+        # ==============================================================================================================
+        mean_stats = torch.stack(epoch_stats).mean(0).tolist()
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        for name, value in zip(stats.keys(), mean_stats):
+            writer.add_scalar(f"losses/{name}", value, global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if time.time() - last_print > 10 or iteration == args.num_iterations:
+            last_print = time.time()
+            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
+
+    envs.close()
+    finish(agent, args, run_dir, writer, device)
+    writer.close()
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
