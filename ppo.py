@@ -7,7 +7,8 @@ the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Default
 
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a learned state-independent log-std
 (actions are clipped to the bounds only on the way to the environment). Box, Discrete, Dict and Tuple observations
-are flattened. An episode cut by a time limit bootstraps from the value of its final observation; a terminated one does not.
+are flattened. An episode cut by a time limit bootstraps from the value of its final observation; a terminated one
+does not.
 
 Run:
     python ppo.py                                   # CartPole-v1, 500k steps
@@ -21,8 +22,8 @@ after about 12 s (benchmarks/bench_ppo.py).
 """
 
 import datetime
+import importlib
 import json
-import os
 import random
 import shutil
 import sys
@@ -35,8 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 import torch.nn.functional as F
+import tyro
 from torch.distributions import Normal
 from torch.utils.tensorboard import SummaryWriter
 
@@ -54,7 +55,7 @@ class Args:
     cuda: bool = True
     """if toggled, CUDA is used when available"""
     torch_threads: int = 1
-    """CPU threads for torch (0: torch's default); one is fastest for these small networks"""
+    """CPU threads for torch (0: torch's default); these small networks gain nothing from more than one"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -72,7 +73,7 @@ class Args:
     hub_package: bool = False
     """build the Hugging Face Hub folder (runs/<run>/hub: card, results, replay video, model, args, script)"""
     hf_repo_id: str | None = None
-    """upload the Hub folder to this model repo, e.g. `username/ppo-CartPole-v1` (needs a token; implies --hub-package)"""
+    """upload the Hub folder to this model repo, e.g. `user/ppo-CartPole-v1` (needs a token; implies --hub-package)"""
 
     # Algorithm specific arguments
     env_id: str = "CartPole-v1"
@@ -126,6 +127,11 @@ def fail(message: str):
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
+def describe(error: Exception) -> str:
+    """An exception in one line."""
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
 def check_args(args: Args):
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
     for name in positive:
@@ -142,7 +148,7 @@ def check_args(args: Args):
             "choose a divisor"
         )
     if args.load_model is None and args.total_timesteps < args.batch_size:
-        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout (num_envs * num_steps = {args.batch_size})")
+        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
     if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
         fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
     args.minibatch_size = args.batch_size // args.num_minibatches
@@ -154,20 +160,25 @@ def check_args(args: Args):
 # Environment
 # ======================================================================================================================
 def resolve_env_id(env_id: str) -> str:
-    """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3)."""
-    if env_id.startswith("Panda"):
-        import panda_gym  # noqa: F401  (registers the panda-gym environments of course unit 6)
+    """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3).
+    As in gym.make, `module:EnvName-v0` imports the module that registers the env first."""
+    module, _, name = env_id.rpartition(":")
     try:
-        gym.spec(env_id)
+        if module:
+            importlib.import_module(module)
+        elif name.startswith("Panda"):
+            import panda_gym  # noqa: F401  (registers the panda-gym environments of course unit 6)
+        gym.spec(name)
         return env_id
     except gym.error.DeprecatedEnv:
-        namespace, name, _ = gym.envs.registration.parse_env_id(env_id)
-        latest = gym.envs.registration.find_highest_version(namespace, name)
-        current = gym.envs.registration.get_env_id(namespace, name, latest)
-        print(f"note: gymnasium {gym.__version__} retired {env_id}; running {current}, its current version")
-        return current
-    except gym.error.Error as error:
-        fail(f"unknown env id {env_id!r} ({error}); Atari games run with ppo_atari.py")
+        namespace, base_name, _ = gym.envs.registration.parse_env_id(name)
+        latest = gym.envs.registration.find_highest_version(namespace, base_name)
+        current = gym.envs.registration.get_env_id(namespace, base_name, latest)
+        print(f"note: gymnasium {gym.__version__} retired {name}; running {current}, its current version")
+        return f"{module}:{current}" if module else current
+    except (gym.error.Error, ImportError) as error:
+        atari = " (Atari games run with ppo_atari.py)" if "NoFrameskip" in name or name.startswith("ALE/") else ""
+        fail(f"unknown env id {env_id!r}: {error}{atari}")
 
 
 def supported_observation(space: gym.Space) -> bool:
@@ -182,11 +193,11 @@ def check_spaces(gym_id: str):
     try:
         env = gym.make(gym_id)
     except Exception as error:  # e.g. a missing optional dependency of the environment
-        fail(f"cannot create {gym_id}: {error}")
+        fail(f"cannot create {gym_id} ({describe(error)})")
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     if not supported_observation(observation_space):
-        fail(f"{gym_id} has observation space {observation_space}; ppo.py handles Box, Discrete, and Dict or Tuple of those")
+        fail(f"{gym_id} has observation space {observation_space}; ppo.py handles Box, Discrete, Dict and Tuple")
     if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         fail(f"{gym_id} has action space {action_space}; ppo.py handles Discrete and Box actions")
 
@@ -360,7 +371,9 @@ def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
 
 
 def evaluate(agent: Agent, gym_id: str, episodes: int, seed: int, device: torch.device, video_folder: str | None):
-    """Course unit 8's protocol: whole episodes with sampled actions; the first one is recorded if video_folder."""
+    """Course unit 8's protocol: whole episodes with sampled actions; the first one is recorded if video_folder.
+    Seeded, so that a model evaluates to the same numbers after training and after loading."""
+    torch.manual_seed(seed)
     env = make_env(gym_id, 0, video_folder, evaluation=True)()
     returns = []
     for episode in range(episodes):
@@ -398,7 +411,7 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
         state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
         agent.load_state_dict(state_dict)
     except Exception as error:
-        fail(f"cannot load {path} as a ppo.py model for {saved.gym_id} ({type(error).__name__}: {str(error).splitlines()[0]})")
+        fail(f"cannot load {path} as a ppo.py model for {saved.gym_id} ({describe(error)})")
     return agent, saved
 
 
@@ -472,7 +485,7 @@ def push_to_hub(folder: Path, repo_id: str):
         api.create_repo(repo_id, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload PPO agent")
     except Exception as error:
-        fail(f"upload to {repo_id} failed ({type(error).__name__}: {str(error).splitlines()[0]}); the folder is kept at {folder}")
+        fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
@@ -518,11 +531,15 @@ def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, devic
     if args.eval_episodes == 0:
         return
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(agent, args.gym_id, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder))
+    returns = evaluate(
+        agent, args.gym_id, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder)
+    )
     for idx, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, idx)
     mean, std = float(np.mean(returns)), float(np.std(returns))
-    print(f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}")
+    print(
+        f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    )
     results = dict(
         env_id=args.env_id,
         mean_reward=mean,

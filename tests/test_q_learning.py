@@ -2,19 +2,17 @@
 saving and reloading, the Hub folder, and bad input."""
 
 import json
-import math
 import pickle
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
 
 import q_learning
-from conftest import assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
 
 SCRIPT = "q_learning.py"
 TRAINING_TAGS = {"charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS"}
