@@ -38,7 +38,7 @@ CARTPOLE = dict(
 )  # fmt: skip
 LUNARLANDER = CARTPOLE | dict(
     env_id="LunarLander-v3", total_timesteps=1_000_000, learning_rate=3e-4, num_envs=16, num_steps=1024,
-    num_minibatches=256, gamma=0.999, gae_lambda=0.98, clip_vloss=False,
+    num_minibatches=256, gamma=0.999, gae_lambda=0.98, anneal_lr=False, clip_vloss=False,
 )  # fmt: skip
 
 
