@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SB3_VENV = ROOT / "benchmarks" / ".venv-sb3"
-SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==1.4.0", "panda-gym==3.0.7"]
+SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==1.4.0", "panda-gym==3.0.7", "ale-py==0.12.1"]
 
 CARTPOLE = dict(
     env_id="CartPole-v1", total_timesteps=500_000, learning_rate=2.5e-4, num_envs=4, num_steps=128, anneal_lr=True,
