@@ -17,9 +17,9 @@ Run:
     python ppo.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
     python ppo.py --help
 
-Measured on a 2-core CPU: the default run takes about 110 s and evaluates to 500 +/- 0, its 20-episode mean first
-reaching 475 after about 38 s (benchmarks/bench_ppo.py); the LunarLander command above reaches 266 +/- 22 (mean - std
-245) in about 5.5 minutes.
+Measured on a 2-core CPU: the default run takes about 90 s and evaluates to 500 +/- 0, its 20-episode mean first
+reaching 475 after about 35 s (benchmarks/bench_ppo.py); the LunarLander command above reaches 266 +/- 22 (mean - std
+245) in about 4 minutes.
 """
 
 import datetime

@@ -10,7 +10,9 @@
   sampled actions on both sides (mean, std, mean - std) and the whole-process wall time.
 
 SB3 gets the same hyperparameters: value clipping as `clip_range_vf`, the annealed learning rate as a linear schedule,
-the minibatch count as `batch_size`. It runs in its own venv (benchmarks/.venv-sb3, made on first use) so it never
+the minibatch count as `batch_size`, and the same single torch thread (with torch's default of one thread per core,
+the second thread only contends with the environments and any other process: SB3 took 505 s instead of ~110 s for
+CartPole while another process was running). It runs in its own venv (benchmarks/.venv-sb3, made on first use) so it never
 touches the project's pins. Episode times come from ppo.py's TensorBoard events and SB3's Monitor files.
 """
 
@@ -34,7 +36,7 @@ SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==
 CARTPOLE = dict(
     env_id="CartPole-v1", total_timesteps=500_000, learning_rate=2.5e-4, num_envs=4, num_steps=128, anneal_lr=True,
     gamma=0.99, gae_lambda=0.95, num_minibatches=4, update_epochs=4, clip_coef=0.2, clip_vloss=True, ent_coef=0.01,
-    vf_coef=0.5, max_grad_norm=0.5,
+    vf_coef=0.5, max_grad_norm=0.5, torch_threads=1,
 )  # fmt: skip
 LUNARLANDER = CARTPOLE | dict(
     env_id="LunarLander-v3", total_timesteps=1_000_000, learning_rate=3e-4, num_envs=16, num_steps=1024,

@@ -11,11 +11,13 @@ import sys
 import time
 
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 out_dir, config = sys.argv[1], json.loads(sys.argv[2])
+torch.set_num_threads(config["torch_threads"])  # as ppo.py: with 2 cores, a second torch thread only contends
 envs = make_vec_env(config["env_id"], n_envs=config["num_envs"], seed=config["seed"], monitor_dir=out_dir)
 lr = config["learning_rate"]
 model = PPO(
