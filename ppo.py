@@ -123,6 +123,13 @@ class Args:
     """the number of iterations (computed in runtime)"""
 
 
+# what a run with --load-model takes from its own command line rather than from the saved run's args.json
+EXPERIMENT_FIELDS = (
+    "exp_name", "seed", "torch_deterministic", "cuda", "torch_threads", "track", "wandb_project_name", "wandb_entity",
+    "capture_video", "save_model", "load_model", "eval_episodes", "hub_package", "hf_repo_id",
+)  # fmt: skip
+
+
 def fail(message: str):
     """Bad input: one line on stderr, exit status 2, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
@@ -150,8 +157,13 @@ def check_args(args: Args):
         )
     if args.load_model is None and args.total_timesteps < args.batch_size:
         fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
-    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if args.hf_repo_id is not None:
+        from huggingface_hub import get_token
+
+        if args.hf_repo_id.count("/") != 1:
+            fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+        if not get_token():
+            fail("--hf-repo-id needs a Hugging Face token: run `huggingface-cli login` or set HF_TOKEN")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
     args.hub_package = args.hub_package or args.hf_repo_id is not None
@@ -564,9 +576,9 @@ def main(args: Args):
     if args.load_model is not None:  # evaluate a saved model, no training
         device = seed_everything(args)
         agent, saved = load_agent(args.load_model, device)
-        for field in ("seed", "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model"):
+        # the env and the network come from the saved run; how to run, log and share this evaluation from this command
+        for field in EXPERIMENT_FIELDS:
             setattr(saved, field, getattr(args, field))
-        saved.save_model = False
         _, run_dir, writer = start_run(saved)
         finish(agent, saved, run_dir, writer, device)
         writer.close()

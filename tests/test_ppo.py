@@ -214,6 +214,13 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     assert not (tmp_path / "runs").exists()
 
 
+def test_upload_without_a_token_is_refused_before_training(tmp_path):
+    no_token = {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": ""}
+    proc = run_script("ppo.py", "--hf-repo-id", "someone/ppo-CartPole-v1", cwd=tmp_path, env=no_token)
+    assert_clean_error(proc, "token")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):
     assert_ok(run_script("ppo.py", *TINY, "--save-model", "--eval-episodes", 0, cwd=tmp_path))
     run_dir = only_run_dir(tmp_path)

@@ -1,0 +1,279 @@
+"""reinforce.py: returns and their standardisation by hand, the loss against the course's per-step computation,
+whole episodes per env, saving and reloading, the Hub folder, learning CartPole to the course mark, and bad input."""
+
+import json
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import tyro
+from conftest import assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+from torch.distributions import Categorical, Normal
+
+import reinforce
+
+SCRIPT = "reinforce.py"
+TRAINING_TAGS = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/policy_loss"}
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------------- pure pieces
+
+
+def test_returns_by_hand():
+    rewards = np.array([[1.0], [2.0], [3.0]])
+    assert reinforce.discounted_returns(rewards, 0.5)[:, 0].tolist() == [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3]
+    assert reinforce.discounted_returns(rewards, 1.0)[:, 0].tolist() == [6, 5, 3]
+    assert reinforce.discounted_returns(rewards, 0.0)[:, 0].tolist() == [1, 2, 3]
+
+
+def test_returns_of_episodes_of_different_lengths_side_by_side():
+    # episode 0: 3 steps; episode 1: 1 step, then zeros (the padding after its end) keep its returns at 0
+    rewards = np.array([[1.0, 4.0], [1.0, 0.0], [1.0, 0.0]])
+    returns = reinforce.discounted_returns(rewards, 0.9)
+    assert returns[:, 0].tolist() == pytest.approx([1 + 0.9 + 0.81, 1.9, 1.0])
+    assert returns[:, 1].tolist() == [4.0, 0.0, 0.0]
+
+
+def test_standardisation_matches_the_course_per_episode():
+    returns = np.array([[6.0, 4.0], [5.0, 0.0], [3.0, 0.0]])
+    out = reinforce.standardize(returns, np.array([3, 1]))
+    course = torch.tensor([6.0, 5.0, 3.0])
+    course = (course - course.mean()) / (course.std() + np.finfo(np.float32).eps.item())
+    assert out[:, 0].tolist() == pytest.approx(course.tolist(), rel=1e-6)
+    assert out[:, 1].tolist() == [0.0, 0.0, 0.0]  # one step: no spread; padding stays 0
+
+
+def test_loss_and_gradient_equal_the_course_per_step_computation():
+    """The course computes log_prob step by step with Categorical(probs) during the episode; reinforce.py scores the
+    whole episode in one batched pass afterwards. Same loss, same gradient."""
+    torch.manual_seed(0)
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    agent = reinforce.Agent(env.observation_space, env.action_space, 16)
+    obs, actions, rewards, lengths, terminated = reinforce.play_episodes(agent, [env], 1000, CPU)
+    n = int(lengths[0])
+    assert terminated[0] and rewards[:n, 0].sum() == n and rewards[n:].sum() == 0
+    returns = reinforce.standardize(reinforce.discounted_returns(rewards[:n], 1.0), lengths)
+
+    logprobs = agent.log_prob(torch.as_tensor(obs[:n]), torch.as_tensor(actions[:n]))
+    ours = reinforce.reinforce_loss(logprobs, torch.as_tensor(returns, dtype=torch.float32))
+    ours.backward()
+    our_grads = [p.grad.clone() for p in agent.parameters()]
+    agent.zero_grad()
+
+    policy_loss = []
+    for t in range(n):
+        probs = torch.softmax(agent.actor(torch.as_tensor(obs[t, 0]).unsqueeze(0)), dim=1)  # the course's forward
+        log_prob = Categorical(probs).log_prob(torch.as_tensor(actions[t, 0]).unsqueeze(0))
+        policy_loss.append(-log_prob * float(returns[t, 0]))
+    course = torch.cat(policy_loss).sum()
+    course.backward()
+    assert ours.item() == pytest.approx(course.item(), rel=1e-5, abs=1e-6)
+    for ours_grad, p in zip(our_grads, agent.parameters()):
+        torch.testing.assert_close(ours_grad, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_averages_episodes():
+    logprobs = torch.tensor([[-1.0, -2.0], [-0.5, 0.0]])
+    returns = torch.tensor([[1.0, 2.0], [-1.0, 0.0]])
+    assert reinforce.reinforce_loss(logprobs, returns).item() == pytest.approx(((1 - 0.5) + 4) / 2)
+
+
+def test_gaussian_policy_for_box_actions():
+    agent = reinforce.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (2,)), 8)
+    x, action = torch.randn(5, 3), torch.randn(5, 2)
+    expected = Normal(agent.actor(x), 1.0).log_prob(action).sum(-1)  # log-std starts at 0
+    torch.testing.assert_close(agent.log_prob(x, action), expected)
+    noise = agent.sampling_noise((7, 5), CPU)
+    assert noise.shape == (7, 5, 2)
+    torch.testing.assert_close(agent.get_action(x, noise[0]), agent.actor(x) + noise[0])
+
+
+class Counter(gym.Env):
+    """Ends after `length` steps (terminated) and refuses to be stepped afterwards."""
+
+    observation_space = gym.spaces.Box(-1, 1, (1,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length, truncate=False):
+        self.length, self.truncate = length, truncate
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        assert self.t < self.length, "stepped after the end of its episode"
+        self.t += 1
+        end = self.t == self.length
+        return np.full(1, self.t, np.float32), 1.0, end and not self.truncate, end and self.truncate, {}
+
+
+def test_each_env_plays_exactly_one_episode():
+    agent = reinforce.Agent(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), 4)
+    envs = [Counter(3), Counter(1, truncate=True), Counter(10)]
+    obs, actions, rewards, lengths, terminated = reinforce.play_episodes(agent, envs, 6, CPU)
+    assert lengths.tolist() == [3, 1, 6]  # the third is cut by max_steps
+    assert terminated.tolist() == [True, False, False]
+    assert rewards[:6].sum(0).tolist() == [3, 1, 6] and rewards[6:].sum() == 0
+    assert obs[:3, 0, 0].tolist() == [0, 1, 2]  # s_t, the observation the action was taken in
+
+
+# ---------------------------------------------------------------------------------------------------- whole runs
+
+
+def eval_line(stdout):
+    return re.search(r"^evaluation over .*$", stdout, re.M).group(0)
+
+
+def test_smoke_save_reload_video_tracking_and_hub_folder(tmp_path):
+    train_dir, load_dir = tmp_path / "train", tmp_path / "load"
+    train_dir.mkdir()
+    load_dir.mkdir()
+    trained = run_script(SCRIPT, "--total-episodes", 20, "--eval-episodes", 3, "--track", "--capture-video",
+                         "--hub-package", cwd=train_dir)  # fmt: skip
+    assert_ok(trained)
+    assert "(course pass mark 350)" in eval_line(trained.stdout)
+    run_dir = only_run_dir(train_dir)
+    scalars = read_scalars(run_dir)
+    assert TRAINING_TAGS <= set(scalars)
+    assert len(scalars["charts/episodic_return"]) == 20 and len(scalars["eval/episodic_return"]) == 3
+    assert list((run_dir / "videos").glob("train-episode-0.mp4"))
+    assert list(train_dir.glob("wandb/offline-run-*"))
+    hub = run_dir / "hub"
+    assert {p.name for p in hub.iterdir()} == {"README.md", "results.json", "replay.mp4", "model.pt", "args.json",
+                                               "reinforce.py"}  # fmt: skip
+    results = read_results(hub / "results.json")
+    front_matter = (hub / "README.md").read_text().split("---")[1]
+    for line in ("- CartPole-v1", "- reinforce", "- deep-rl-course", "name: CartPole-v1",
+                 f"value: {results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"):  # fmt: skip
+        assert line in front_matter
+    torch.load(run_dir / "model.pt", weights_only=True)
+
+    loaded = run_script(SCRIPT, "--load-model", run_dir / "model.pt", "--eval-episodes", 3, cwd=load_dir)
+    assert_ok(loaded)
+    assert eval_line(loaded.stdout) == eval_line(trained.stdout)
+    assert not (load_dir / "wandb").exists()  # tracking is this command's choice, not the saved run's
+
+
+def test_batches_of_episodes_and_box_actions(workdir):
+    proc = run_script(SCRIPT, "--env-id", "Pendulum-v1", "--total-episodes", 8, "--num-envs", 4, "--gamma", 0.99,
+                      "--eval-episodes", 2, "--max-steps", 50, cwd=workdir)  # fmt: skip
+    assert_ok(proc)
+    scalars = read_scalars(only_run_dir(workdir))
+    assert len(scalars["charts/episodic_return"]) == 8 and len(scalars["losses/policy_loss"]) == 2
+    assert {value for _, value in scalars["charts/episodic_length"]} == {50}  # max_steps cuts Pendulum's 200
+
+
+# ---------------------------------------------------------------------------------------------------- learning
+
+
+@pytest.mark.learning
+def test_default_run_passes_the_course_mark(workdir):
+    """Course unit 4: CartPole-v1 with the course's hyperparameters and seed 1, mean - std >= 350 over 10 episodes."""
+    proc = run_script(SCRIPT, cwd=workdir)
+    assert_ok(proc)
+    results = read_results(only_run_dir(workdir) / "results.json")
+    assert results["n_evaluation_episodes"] == 10
+    assert results["mean_reward"] - results["std_reward"] >= 350
+    assert re.search(r"^trained 1,000 episodes \([\d,]+ steps\) in [\d.]+ s$", proc.stdout, re.M)
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--env-id", "Pixelcopter-PLE-v0"], "PLE"),
+        (["--env-id", "Blackjack-v1"], "observation space"),
+        (["--total-episodes", "0"], "--total-episodes"),
+        (["--max-steps", "0"], "--max-steps"),
+        (["--hidden-size", "0"], "--hidden-size"),
+        (["--learning-rate", "-1"], "--learning-rate"),
+        (["--eval-episodes", "-1"], "--eval-episodes"),
+        (["--num-envs", "3"], "multiple"),
+        (["--hf-repo-id", "no-slash"], "--hf-repo-id"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        reinforce.main(tyro.cli(reinforce.Args, args=args))
+    message = str(exit_info.value)
+    assert message.startswith("reinforce.py: error: ") and "\n" not in message and needle.lower() in message.lower()
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--env-id", "NoSuchEnv-v0"], "unknown env id"),
+        (["--gamma", "1.5"], "--gamma"),
+        (["--load-model", "nowhere/model.pt"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clean_line(workdir, args, needle):
+    """The same, seen from the shell: one line on stderr, a non-zero exit, no traceback."""
+    proc = run_script(SCRIPT, *args, cwd=workdir)
+    assert_clean_error(proc, needle)
+    assert not (workdir / "runs").exists()
+
+
+class MultiDiscreteEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,))
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+
+def test_unsupported_actions_are_one_clean_line():
+    gym.register("TestReinforceMultiDiscrete-v0", entry_point=MultiDiscreteEnv)
+    with pytest.raises(SystemExit) as exit_info:
+        reinforce.check_spaces("TestReinforceMultiDiscrete-v0")
+    assert "action space" in str(exit_info.value)
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "args.json").write_text(json.dumps(vars(reinforce.Args())))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: path.write_bytes(b"not a torch file"),
+        lambda path: torch.save(
+            reinforce.Agent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 32).state_dict(), path
+        ),
+        lambda path: torch.save({"policy": gym.spaces.Discrete(2)}, path),
+    ],
+    ids=["corrupt", "wrong-hidden-size", "pickled-object"],
+)
+def test_bad_saved_model_is_one_clean_line(saved_model, write):
+    write(saved_model / "model.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        reinforce.load_agent(str(saved_model / "model.pt"), CPU)
+    assert "cannot load" in str(exit_info.value) and "\n" not in str(exit_info.value)
+
+
+def test_missing_args_json_is_one_clean_line(saved_model):
+    torch.save(
+        reinforce.Agent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 16).state_dict(), saved_model / "model.pt"
+    )
+    reinforce.load_agent(str(saved_model / "model.pt"), CPU)  # loads
+    (saved_model / "args.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        reinforce.load_agent(str(saved_model / "model.pt"), CPU)
+    assert "args.json" in str(exit_info.value)
+
+
+def test_upload_without_a_token_stops_before_training(workdir):
+    proc = run_script(SCRIPT, "--hf-repo-id", "someone/Reinforce-CartPole-v1",
+                      cwd=workdir, env={"HF_HOME": str(workdir / "hf"), "HF_TOKEN": ""})  # fmt: skip
+    assert_clean_error(proc, "token")
+    assert not (workdir / "runs").exists()
