@@ -10,10 +10,11 @@
   sampled actions on both sides (mean, std, mean - std) and the whole-process wall time.
 
 SB3 gets the same hyperparameters: value clipping as `clip_range_vf`, the annealed learning rate as a linear schedule,
-the minibatch count as `batch_size`, and the same single torch thread (with torch's default of one thread per core,
-the second thread only contends with the environments and any other process: SB3 took 505 s instead of ~110 s for
-CartPole while another process was running). It runs in its own venv (benchmarks/.venv-sb3, made on first use) so it never
-touches the project's pins. Episode times come from ppo.py's TensorBoard events and SB3's Monitor files.
+the minibatch count as `batch_size`, and the same single torch thread (with torch's default of one thread per
+core, the second thread only contends with the environments and any other process: SB3 took 505 s instead of
+~110 s for CartPole while another process was running). It runs in its own venv (benchmarks/.venv-sb3, made on
+first use) so it never touches the project's pins. Episode times come from ppo.py's TensorBoard events and SB3's
+Monitor files.
 """
 
 import argparse
@@ -31,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SB3_VENV = ROOT / "benchmarks" / ".venv-sb3"
-SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==1.4.0", "panda-gym==3.0.7", "ale-py==0.12.1"]
+SB3_PACKAGES = [
+    "torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==1.4.0", "panda-gym==3.0.7", "ale-py==0.12.1"
+]  # fmt: skip
 
 CARTPOLE = dict(
     env_id="CartPole-v1", total_timesteps=500_000, learning_rate=2.5e-4, num_envs=4, num_steps=128, anneal_lr=True,

@@ -42,6 +42,19 @@ def assert_clean_error(proc, *needles):
         assert needle.lower() in lines[0].lower(), lines[0]
 
 
+def assert_refused_in_process(module, argv, needle, cwd, monkeypatch):
+    """Bad arguments, checked in-process: main() exits with one line naming the problem before writing anything."""
+    import tyro
+
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(tyro.cli(module.Args, args=argv))
+    message = str(exit_info.value)
+    assert message.startswith(f"{module.__name__}.py: error: ") and "\n" not in message, message
+    assert needle.lower() in message.lower(), message
+    assert not (Path(cwd) / "runs").exists()
+
+
 def only_run_dir(cwd):
     """The single run directory a script wrote under `cwd/runs`."""
     runs = [p for p in (Path(cwd) / "runs").iterdir() if p.is_dir()]

@@ -9,8 +9,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import tyro
-from conftest import assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+from conftest import (
+    assert_clean_error,
+    assert_ok,
+    assert_refused_in_process,
+    only_run_dir,
+    read_results,
+    read_scalars,
+    run_script,
+)
 
 import a2c
 
@@ -316,12 +323,7 @@ def test_cartpole_is_solved(workdir):
     ],
 )
 def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch, args, needle):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        a2c.main(tyro.cli(a2c.Args, args=args))
-    message = str(exit_info.value)
-    assert message.startswith("a2c.py: error: ") and "\n" not in message and needle.lower() in message.lower()
-    assert not (tmp_path / "runs").exists()
+    assert_refused_in_process(a2c, args, needle, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
