@@ -1,4 +1,5 @@
-"""Tiny environments for the tests, registered on import: `gym.make("tests.fake_envs:FixedLength-v0")`."""
+"""Tiny environments for the tests, registered on import: `gym.make("tests.fake_envs:FixedLength-v0")`; and
+ScriptedAtariGames, a stand-in for AtariVectorEnv whose scores are known."""
 
 import gymnasium as gym
 import numpy as np
@@ -34,3 +35,41 @@ class TextObservationEnv(FixedLengthEnv):
 gym.register("FixedLength-v0", entry_point=FixedLengthEnv)
 gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv)
 gym.register("TextObservation-v0", entry_point=TextObservationEnv)
+
+
+class ScriptedAtariGames:
+    """A stand-in for AtariVectorEnv (same interface, SAME_STEP autoreset) with known scores. A game has 3 lives; env i
+    loses a life every 4 + i steps; every step scores 10 raw points (1 once clipped). The frame cap truncates a game
+    after max_num_frames_per_episode / 4 steps."""
+
+    def __init__(self, game, num_envs, *, max_num_frames_per_episode=108_000, stack_num=4, **kwargs):
+        self.num_envs, self.max_steps = num_envs, max_num_frames_per_episode // 4
+        self.life_steps = 4 + np.arange(num_envs)
+        self.single_observation_space = gym.spaces.Box(0, 255, (stack_num, 84, 84), np.uint8)
+        self.single_action_space = gym.spaces.Discrete(4)
+        self.rng = np.random.default_rng(0)
+
+    def frames(self):
+        return self.rng.integers(0, 256, (self.num_envs,) + self.single_observation_space.shape, dtype=np.uint8)
+
+    def lives(self):
+        return (3 - self.t // self.life_steps).astype(np.int32)
+
+    def reset(self, seed=None, options=None):
+        self.t = np.zeros(self.num_envs, dtype=np.int64)
+        return self.frames(), {"lives": self.lives()}
+
+    def step(self, actions):
+        assert actions.shape == (self.num_envs,)
+        self.t += 1
+        terminated, truncated = self.lives() == 0, self.t >= self.max_steps
+        reward = np.full(self.num_envs, 10, dtype=np.int32)
+        infos = {}
+        if (terminated | truncated).any():
+            infos["final_obs"] = self.frames()
+            self.t[terminated | truncated] = 0
+        infos["lives"] = self.lives()
+        return self.frames(), reward, terminated, truncated, infos
+
+    def close(self):
+        pass

@@ -1,0 +1,228 @@
+"""ppo_atari.py and dqn_atari.py against Stable-Baselines3, same hyperparameters, one after the other on this machine.
+
+    python benchmarks/bench_atari.py                      # speed (medians of 3) and replay memory (~35 min)
+    python benchmarks/bench_atari.py --threads            # also: the torch / env thread split of ppo_atari.py
+    python benchmarks/bench_atari.py --rollout-ablation   # also: keeping log-probs and values in the rollout
+
+- PPO, BreakoutNoFrameskip-v4, CleanRL's ppo_atari.py hyperparameters (8 envs x 128 steps, 4 x 4 minibatch epochs),
+  10,240 steps: whole-process SPS (start-up included, no evaluation).
+- DQN, SpaceInvadersNoFrameskip-v4, course unit 3's RL Zoo hyperparameters with learning starting after 5k steps,
+  30k steps: whole-process SPS.
+- Replay memory per transition: the slope of the peak RSS of a whole process between two buffer sizes, each filled
+  (random play, no learning), so that everything but the buffer cancels.
+
+CleanRL does not install from PyPI; its figures on this machine were measured beforehand, the same way (its published
+scripts at CleanRL's pins). SB3 runs in its own venv (benchmarks/.venv-sb3, made on first use) so it never touches the
+project's pins. The machine is shared and noisy (+/-15%): `--repeat N` runs each row N times and reports the median, and
+the load average is printed with the results.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SB3_VENV = ROOT / "benchmarks" / ".venv-sb3"
+SB3_PACKAGES = [
+    "torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium[box2d]==1.4.0", "panda-gym==3.0.7", "ale-py==0.12.1",
+    "opencv-python-headless",
+]  # fmt: skip
+CLEANRL = {"ppo": 219, "dqn": 97}  # SPS of CleanRL's ppo_atari.py / dqn_atari.py on this machine, measured before
+
+PPO = dict(
+    env_id="BreakoutNoFrameskip-v4", total_timesteps=10_240, learning_rate=2.5e-4, num_envs=8, num_steps=128,
+    gamma=0.99, gae_lambda=0.95, num_minibatches=4, update_epochs=4, clip_coef=0.1, ent_coef=0.01, vf_coef=0.5,
+    max_grad_norm=0.5, seed=1,
+)  # fmt: skip
+DQN = dict(
+    env_id="SpaceInvadersNoFrameskip-v4", total_timesteps=30_000, learning_rate=1e-4, num_envs=1, buffer_size=100_000,
+    gamma=0.99, target_network_frequency=1000, batch_size=32, end_e=0.01, exploration_fraction=0.1,
+    learning_starts=5_000, train_frequency=4, gradient_steps=1, seed=1,
+)  # fmt: skip
+SCRIPT_FLAGS = {
+    "ppo": ["env_id", "total_timesteps", "learning_rate", "num_envs", "num_steps", "gamma", "gae_lambda",
+            "num_minibatches", "update_epochs", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "seed"],
+    "dqn": ["env_id", "total_timesteps", "learning_rate", "num_envs", "buffer_size", "gamma",
+            "target_network_frequency", "batch_size", "end_e", "exploration_fraction", "learning_starts",
+            "train_frequency", "gradient_steps", "seed"],
+}  # fmt: skip
+
+
+def flags(algo: str, config: dict) -> list[str]:
+    return [item for key in SCRIPT_FLAGS[algo] for item in ("--" + key.replace("_", "-"), str(config[key]))]
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Run a command in a temporary directory: (wall seconds, peak RSS in bytes) of that process alone."""
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.time()
+        proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.time() - start
+    if status != 0:
+        sys.exit(f"{' '.join(command)} failed with status {status}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def ours(algo: str, config: dict, *extra: str, env: dict | None = None) -> tuple[float, int]:
+    script = ROOT / f"{algo}_atari.py"
+    return timed([sys.executable, str(script), *flags(algo, config), "--eval-episodes", "0", *extra], env)
+
+
+def sb3(python: str, algo: str, config: dict) -> tuple[float, int]:
+    return timed([python, str(ROOT / "benchmarks" / "sb3_atari.py"), algo, json.dumps(config)])
+
+
+def sb3_python() -> str:
+    python = SB3_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run(["python3.11", "-m", "venv", str(SB3_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *SB3_PACKAGES], check=True)
+    return str(python)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def speed(python: str, repeat: int, algos: list[str]):
+    print(f"\n### Speed: whole process, start-up included, median of {repeat} run(s) each, interleaved\n", flush=True)
+    print("| | steps | wall | SPS | vs CleanRL (measured before) | vs SB3 (this run) |")
+    print("|---|---|---|---|---|---|")
+    configs = {"ppo": (PPO, "PPO, Breakout"), "dqn": (DQN, "DQN, SpaceInvaders, 5k warm-up")}
+    for algo in algos:
+        config, label = configs[algo]
+        steps = config["total_timesteps"]
+        walls_ours, walls_sb3 = [], []
+        for _ in range(repeat):  # alternating, so that the machine's noise hits both alike
+            walls_ours.append(ours(algo, config)[0])
+            walls_sb3.append(sb3(python, algo, config)[0])
+        wall_ours, wall_sb3 = statistics.median(walls_ours), statistics.median(walls_sb3)
+        sps_ours, sps_sb3 = steps / wall_ours, steps / wall_sb3
+        print(f"| {algo}_atari.py ({label}) | {steps:,} | {wall_ours:.1f} s | **{sps_ours:.0f}** | "
+              f"{sps_ours / CLEANRL[algo]:.2f}x | {sps_ours / sps_sb3:.2f}x |")  # fmt: skip
+        print(f"| SB3 {algo.upper()} | {steps:,} | {wall_sb3:.1f} s | {sps_sb3:.0f} | "
+              f"{sps_sb3 / CLEANRL[algo]:.2f}x | 1.00x |")  # fmt: skip
+        print(f"| CleanRL {algo}_atari.py (measured before) | {steps:,} | | {CLEANRL[algo]} | 1.00x | |", flush=True)
+
+
+def memory(python: str, sizes=(10_000, 30_000)):
+    print("\n### Replay memory per transition: peak-RSS slope between two filled buffers\n", flush=True)
+    print(f"| | peak RSS, {sizes[0]:,} | peak RSS, {sizes[1]:,} | per transition | 1M transitions |")
+    print("|---|---|---|---|---|")
+    for name in ("dqn_atari.py", "SB3 DQN (optimize_memory_usage=False)"):
+        rss = []
+        for size in sizes:
+            config = DQN | dict(total_timesteps=size, buffer_size=size, learning_starts=size + 1)
+            rss.append((ours("dqn", config) if name == "dqn_atari.py" else sb3(python, "dqn", config))[1])
+        slope = (rss[1] - rss[0]) / (sizes[1] - sizes[0])
+        print(f"| {name} | {rss[0] / 2**20:.0f} MiB | {rss[1] / 2**20:.0f} MiB | **{slope / 1000:.2f} KB** | "
+              f"{slope * 1e6 / 2**30:.1f} GiB |", flush=True)  # fmt: skip
+
+
+def thread_split():
+    print("\n### ppo_atari.py: torch threads x env threads (10,240 steps, whole process)\n", flush=True)
+    print("| torch threads | env threads | OMP_WAIT_POLICY | SPS |")
+    print("|---|---|---|---|")
+    for torch_threads, env_threads, policy in ((2, 2, ""), (2, 1, ""), (1, 2, ""), (1, 1, ""), (2, 2, "PASSIVE")):
+        env = {"OMP_WAIT_POLICY": policy} if policy else None
+        wall, _ = ours("ppo", PPO, "--torch-threads", str(torch_threads), "--env-threads", str(env_threads), env=env)
+        print(f"| {torch_threads} | {env_threads} | {policy or 'default'} | {PPO['total_timesteps'] / wall:.0f} |",
+              flush=True)  # fmt: skip
+
+
+def rollout_ablation(iterations: int = 5):
+    """One PPO iteration (rollout of 8 envs x 128 steps, then 4 epochs x 4 minibatches) with log pi(a|s) and V(s)
+    kept from the rollout's forward passes, or recomputed afterwards in one batched pass as ppo.py does."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import ppo_atari
+
+    args = ppo_atari.Args(game="breakout")
+    torch.set_num_threads(args.torch_threads)
+    envs = ppo_atari.AtariGames(args, 8)
+    agent = ppo_atari.Agent(envs.single_observation_space, envs.single_action_space)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5, fused=True)
+    next_obs = torch.as_tensor(envs.reset(seed=1)[0])
+    obs = torch.zeros((128, 8, 4, 84, 84), dtype=torch.uint8)
+    actions = torch.zeros((128, 8), dtype=torch.long)
+
+    def iteration(keep: bool):
+        nonlocal next_obs
+        start = time.perf_counter()
+        for step in range(128):
+            obs[step] = next_obs
+            with torch.inference_mode():
+                action = agent.get_action_and_value(next_obs)[0] if keep else agent.get_action(next_obs)
+            actions[step] = action
+            next_obs = torch.as_tensor(envs.step(action.numpy())[0])
+        b_obs, b_actions = obs.reshape(-1, 4, 84, 84), actions.reshape(-1)
+        if not keep:
+            with torch.no_grad():
+                agent.evaluate_actions(b_obs, b_actions)
+        rollout = time.perf_counter() - start
+        for _ in range(4):
+            for mb in torch.randperm(1024).split(256):
+                logprob, entropy, value = agent.evaluate_actions(b_obs[mb], b_actions[mb])
+                optimizer.zero_grad()
+                (value.square().mean() - logprob.mean() - 0.01 * entropy.mean()).backward()
+                optimizer.step()
+        return rollout, time.perf_counter() - start
+
+    times = {True: [], False: []}
+    for _ in range(iterations):  # interleaved, so that the machine's noise hits both alike
+        for keep in (True, False):
+            times[keep].append(iteration(keep))
+    envs.close()
+    print("\n### ppo_atari.py: log-probabilities and values of the rollout (medians of per-iteration times)\n")
+    print("| | rollout (+ re-scoring) | whole iteration | SPS of the iteration |")
+    print("|---|---|---|---|")
+    for keep, label in ((True, "kept from the rollout's forward passes"), (False, "re-scored in one batched pass")):
+        rollout, whole = np.median(np.array(times[keep]), axis=0)
+        print(f"| {label} | {rollout:.2f} s | {whole:.2f} s | {1024 / whole:.0f} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", action="store_true", help="also sweep ppo_atari.py's thread split")
+    parser.add_argument("--rollout-ablation", action="store_true", help="also time the two rollout designs")
+    parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the replay memory table")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each speed row (median reported)")
+    parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"], help="speed rows")
+    options = parser.parse_args()
+    load_before = load()
+    print(f"Machine: {machine()}; load average (1/5/15 min) before: {load_before}", flush=True)
+    python = sb3_python() if not (options.skip_speed and options.skip_memory) else None
+    if not options.skip_speed:
+        speed(python, options.repeat, options.algos)
+    if not options.skip_memory:
+        memory(python)
+    if options.threads:
+        thread_split()
+    if options.rollout_ablation:
+        rollout_ablation()
+    print(f"\nload average (1/5/15 min) after: {load()}")
+
+
+if __name__ == "__main__":
+    main()

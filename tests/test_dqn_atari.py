@@ -1,0 +1,381 @@
+"""dqn_atari.py: the replay buffer against a naive reference, the TD targets by hand, the logged scores, the script end
+to end on a real ROM, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+
+import dqn_atari
+from tests.fake_envs import ScriptedAtariGames
+
+TINY = (
+    "--total-timesteps", 1200, "--learning-starts", 1000, "--buffer-size", 1000, "--target-network-frequency", 100,
+    "--eval-episodes", 2,
+)  # fmt: skip
+FRAME = (2, 3)  # tiny frames for the buffer tests: a frame's bytes encode its id
+
+
+# ======================================================================================================================
+# The replay buffer against a naive reference that stores the stacks of s and s' whole
+# ======================================================================================================================
+class FrameStream:
+    """Observations as AtariVectorEnv makes them (SAME_STEP autoreset): a stack of the last 4 frames, zeros before
+    the first frame of a game, a lost life does not break the stack. Every frame is unique (its bytes are its id)."""
+
+    def __init__(self, num_envs: int, seed: int):
+        self.num_envs, self.rng, self.next_id = num_envs, np.random.default_rng(seed), 1
+        self.stacks = [self.new_game() for _ in range(num_envs)]
+
+    def frame(self) -> np.ndarray:
+        frame = np.frombuffer(self.next_id.to_bytes(6, "little"), np.uint8).reshape(FRAME).copy()
+        self.next_id += 1
+        return frame
+
+    def new_game(self) -> deque:
+        return deque([np.zeros(FRAME, np.uint8)] * 3 + [self.frame()], maxlen=4)
+
+    def obs(self) -> np.ndarray:
+        return np.stack([np.stack(stack) for stack in self.stacks])
+
+    def step(self, p_end: float):
+        """One step: (next obs, final obs, game over, terminated, truncated) with random ends of games and lives."""
+        final = np.zeros((self.num_envs, 4) + FRAME, np.uint8)
+        game_over = self.rng.random(self.num_envs) < p_end
+        truncated = game_over & (self.rng.random(self.num_envs) < 0.3)
+        terminated = game_over & ~truncated
+        life_lost = ~game_over & (self.rng.random(self.num_envs) < p_end)  # terminal for learning, the game goes on
+        for i in range(self.num_envs):
+            self.stacks[i].append(self.frame())
+            if game_over[i]:
+                final[i] = np.stack(self.stacks[i])
+                self.stacks[i] = self.new_game()
+        return self.obs(), final, game_over, terminated | life_lost, truncated
+
+
+def fill(buffer_size: int, num_envs: int, steps: int, p_end: float, seed: int = 0):
+    """Feed a buffer and a naive reference (every transition's s and s' whole, keyed by a unique reward)."""
+    rb = dqn_atari.ReplayBuffer(buffer_size, num_envs, FRAME, torch.device("cpu"), seed=0)
+    stream = FrameStream(num_envs, seed)
+    rng = np.random.default_rng(seed + 1)
+    reference = {}
+    obs = stream.obs()
+    rb.start(torch.as_tensor(obs[:, -1]))
+    key = 0
+    for t in range(steps):
+        actions = rng.integers(0, 6, num_envs)
+        rewards = np.arange(key, key + num_envs, dtype=np.float32)  # unique: identifies the transition
+        key += num_envs
+        next_obs, final, game_over, terminated, truncated = stream.step(p_end)
+        rb.add(actions, rewards, terminated, truncated, torch.as_tensor(next_obs[:, -1]), game_over, final)
+        for i in range(num_envs):
+            s_next = final[i] if game_over[i] else next_obs[i]
+            reference[int(rewards[i])] = (t, obs[i], actions[i], terminated[i], truncated[i], s_next)
+        obs = next_obs
+    return rb, reference, steps
+
+
+def check_against_reference(rb, reference):
+    flat = np.flatnonzero(rb.valid.reshape(-1))
+    obs, actions, rewards, terminated, truncated, next_obs = rb.get(flat)
+    for j, key in enumerate(rewards.numpy().astype(int)):
+        _, ref_obs, ref_action, ref_terminated, ref_truncated, ref_next = reference[key]
+        np.testing.assert_array_equal(obs[j].numpy(), ref_obs)
+        np.testing.assert_array_equal(next_obs[j].numpy(), ref_next)
+        assert (actions[j], terminated[j], truncated[j]) == (ref_action, ref_terminated, ref_truncated)
+    return rewards.numpy().astype(int)
+
+
+@pytest.mark.parametrize("num_envs, p_end", [(1, 0.1), (3, 0.2), (2, 0.6)])
+def test_buffer_rebuilds_every_stored_transition_exactly(num_envs, p_end):
+    # 10 slots per env, 200 steps: the ring wraps around many times; games end often, some within 1-3 steps
+    rb, reference, steps = fill(10 * num_envs, num_envs, 200, p_end)
+    keys = check_against_reference(rb, reference)
+    # each env keeps its most recent transitions: all of them but the newest frame's slot, the 3 oldest slots (their
+    # stacks reach into overwritten frames) and one slot per final frame of a game
+    for env in range(num_envs):
+        stored = sorted(k // num_envs for k in keys if k % num_envs == env)  # the steps they were taken at
+        assert stored == list(range(steps - len(stored), steps))
+        ends = sum(reference[t * num_envs + env][3] or reference[t * num_envs + env][4] for t in stored)
+        assert len(stored) >= 10 - 1 - 3 - ends - 1
+
+
+def test_buffer_before_wrapping_holds_every_transition():
+    rb, reference, steps = fill(1000, 2, 150, 0.1)
+    keys = check_against_reference(rb, reference)
+    assert sorted(keys) == sorted(reference)  # nothing lost before the ring is full
+
+
+def test_stacks_at_the_start_of_a_game_by_hand():
+    rb = dqn_atari.ReplayBuffer(16, 1, (1,), torch.device("cpu"), seed=0)
+    f = lambda *values: torch.tensor([[v] for v in values], dtype=torch.uint8)  # noqa: E731 frames of one env
+    rb.start(f(1)[:, :])  # game A: frames 1, 2, 3 (final); game B: 11, 12
+    no = np.zeros(1, bool)
+    rb.add(np.array([0]), np.array([0.0]), no, no, f(2), no, None)
+    final = np.array([[[0], [1], [2], [3]]], np.uint8)  # the final observation of game A
+    rb.add(np.array([1]), np.array([1.0]), np.array([False]), np.array([True]), f(11), np.array([True]), final)
+    rb.add(np.array([2]), np.array([2.0]), np.array([True]), no, f(12), no, None)  # a lost life
+    obs, actions, rewards, terminated, truncated, next_obs = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
+    assert rewards.tolist() == [0.0, 1.0, 2.0]
+    assert obs[:, :, 0].tolist() == [[0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 0, 11]]  # zeros before each game's start
+    assert next_obs[:, :, 0].tolist() == [[0, 0, 1, 2], [0, 1, 2, 3], [0, 0, 11, 12]]  # the truncated game's s'
+    assert truncated.tolist() == [0.0, 1.0, 0.0] and terminated.tolist() == [0.0, 0.0, 1.0]
+    assert actions.tolist() == [0, 1, 2]
+
+
+def test_sampling_is_uniform_over_stored_transitions_only():
+    rb, reference, _ = fill(40, 2, 100, 0.3)
+    valid = set(np.flatnonzero(rb.valid.reshape(-1)))
+    rewards = np.concatenate([rb.sample(32)[2].numpy() for _ in range(300)]).astype(int)
+    stored = set(check_against_reference(rb, reference))
+    assert set(rewards) == stored  # every stored transition, nothing else
+    counts = np.bincount([sorted(stored).index(r) for r in rewards])
+    assert counts.min() > 0.5 * counts.mean() and len(valid) == len(stored)
+
+
+def test_buffer_round_trips_through_a_checkpoint_and_keeps_its_newest_transition(tmp_path):
+    rb, reference, _ = fill(60, 2, 100, 0.2)
+    torch.save(rb.state_dict(), tmp_path / "buffer.pt")
+    restored = dqn_atari.ReplayBuffer(60, 2, FRAME, torch.device("cpu"), seed=5)
+    restored.load_state_dict(torch.load(tmp_path / "buffer.pt", weights_only=True))
+    assert sorted(check_against_reference(restored, reference)) == sorted(check_against_reference(rb, reference))
+    assert restored.sample(8)[2].tolist() == rb.sample(8)[2].tolist()  # the sampling stream goes on too
+    # a resumed run starts new games: their first frames go after the newest slot, the games cut short keep their
+    # last transitions (only the oldest ones, whose stacks reached into the slots now written, are dropped)
+    newest = {(int(p) - 1) % restored.slots * 2 + env for env, p in enumerate(restored.pos)}
+    restored.start(torch.full((2,) + FRAME, 255, dtype=torch.uint8))
+    kept = set(check_against_reference(restored, reference))
+    assert {int(restored.rewards.reshape(-1)[flat]) for flat in newest} <= kept
+    assert len(kept) >= len(check_against_reference(rb, reference)) - 2 * 3
+    wrong = dqn_atari.ReplayBuffer(40, 2, FRAME, torch.device("cpu"), seed=0)
+    with pytest.raises(ValueError, match="buffer of"):
+        wrong.load_state_dict(rb.state_dict())
+
+
+def test_memory_per_transition():
+    assert dqn_atari.ReplayBuffer.bytes_per_slot((84, 84)) <= 7_500
+    rb = dqn_atari.ReplayBuffer(1000, 1, (84, 84), torch.device("cpu"), seed=0)
+    stored = rb.frames.nbytes + sum(a.nbytes for a in (rb.actions, rb.rewards, rb.terminated, rb.truncated, rb.age))
+    assert stored + rb.valid.nbytes == 1000 * dqn_atari.ReplayBuffer.bytes_per_slot((84, 84))
+
+
+# ======================================================================================================================
+# TD targets and exploration by hand
+# ======================================================================================================================
+def test_td_targets_dqn_and_double_dqn():
+    rewards = torch.tensor([1.0, 1.0, -1.0])
+    terminated = torch.tensor([0.0, 1.0, 0.0])  # the truncated transition (the third) is not terminated: bootstrap
+    next_q_target = torch.tensor([[1.0, 3.0], [5.0, 2.0], [2.0, 4.0]])
+    next_q_online = torch.tensor([[9.0, 0.0], [0.0, 9.0], [9.0, 0.0]])
+    torch.testing.assert_close(
+        dqn_atari.td_target(rewards, next_q_target, terminated, 0.5), torch.tensor([1 + 0.5 * 3, 1.0, -1 + 0.5 * 4])
+    )
+    # Double DQN: a' = argmax Q_online(s'), valued by Q_target
+    torch.testing.assert_close(
+        dqn_atari.td_target(rewards, next_q_target, terminated, 0.5, next_q_online),
+        torch.tensor([1 + 0.5 * 1, 1.0, -1 + 0.5 * 2]),
+    )
+
+
+def test_epsilon_schedule():
+    assert dqn_atari.linear_schedule(1.0, 0.01, 1000, 0) == 1.0
+    assert dqn_atari.linear_schedule(1.0, 0.01, 1000, 500) == pytest.approx(0.505)
+    assert dqn_atari.linear_schedule(1.0, 0.01, 1000, 5000) == 0.01
+
+
+# ======================================================================================================================
+# Logged scores: whole games, raw
+# ======================================================================================================================
+def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
+    """Clipped (1 per step) or per-life returns would log other numbers."""
+    monkeypatch.setattr(dqn_atari, "AtariVectorEnv", ScriptedAtariGames)
+    monkeypatch.setattr(dqn_atari, "MAX_FRAMES", 4 * 14)  # env 1 (lives of 5 steps) is cut at step 14
+    monkeypatch.chdir(tmp_path)
+    args = dqn_atari.Args(
+        env_id="BreakoutNoFrameskip-v4", game="breakout", torch_threads=1, num_envs=2, total_timesteps=400,
+        buffer_size=100, learning_starts=100, eval_episodes=2, double_dqn=True,
+    )  # fmt: skip
+    dqn_atari.main(args)
+    scalars = read_scalars(only_run_dir(tmp_path))
+    games = sorted(zip(*([v for _, v in scalars[f"charts/episodic_{k}"]] for k in ("return", "length"))))
+    assert set(games) == {(120.0, 12.0), (140.0, 14.0)}
+    assert len(games) == 200 // 12 + 200 // 14
+    assert sorted(v for _, v in scalars["eval/episodic_return"]) == [120.0, 140.0]
+    assert {"losses/td_loss", "losses/q_values"} <= set(scalars)
+
+
+# ======================================================================================================================
+# The script end to end on a real ROM
+# ======================================================================================================================
+DQN_TAGS = {
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/learning_rate",
+    "charts/epsilon",
+    "losses/td_loss",
+    "losses/q_values",
+    "eval/episodic_return",
+}
+
+
+def test_smoke_save_evaluate_video_and_hub_round_trip(tmp_path):
+    proc = run_script("dqn_atari.py", *TINY, "--capture-video", "--hub-package", cwd=tmp_path)
+    assert_ok(proc)
+    run_dir = only_run_dir(tmp_path)
+    scalars = read_scalars(run_dir)
+    assert DQN_TAGS <= set(scalars)
+    # SpaceInvaders: every invader scores 5 to 30 raw points, so raw scores are multiples of 5 (clipped ones count
+    # the rewarded steps); the scripted games above check whole games and raw scores exactly
+    returns = [v for _, v in scalars["charts/episodic_return"]]
+    assert returns and all(r % 5 == 0 for r in returns) and sum(returns) > 0
+    assert (run_dir / "videos" / "train-episode-0.mp4").stat().st_size > 1000
+    trained = read_results(run_dir / "results.json")
+    assert trained["env_id"] == "SpaceInvadersNoFrameskip-v4" and trained["n_evaluation_episodes"] == 2
+
+    hub = run_dir / "hub"
+    names = {"README.md", "results.json", "replay.mp4", "model.pt", "args.json", "dqn_atari.py"}
+    assert {p.name for p in hub.iterdir()} == names
+    front_matter = (hub / "README.md").read_text().split("---")[1]
+    tags = "SpaceInvadersNoFrameskip-v4 dqn reinforcement-learning deep-reinforcement-learning custom-implementation"
+    for tag in (tags + " deep-rl-course").split():
+        assert f"- {tag}\n" in front_matter
+    assert f"value: {trained['mean_reward']:.2f} +/- {trained['std_reward']:.2f}" in front_matter
+
+    load_dir = tmp_path / "load"
+    load_dir.mkdir()
+    model = run_dir / "model.pt"
+    proc = run_script("dqn_atari.py", "--load-model", model, "--eval-episodes", 2, "--capture-video", cwd=load_dir)
+    assert_ok(proc)
+    reloaded_dir = only_run_dir(load_dir)
+    reloaded = read_results(reloaded_dir / "results.json")
+    assert (reloaded["mean_reward"], reloaded["std_reward"]) == (trained["mean_reward"], trained["std_reward"])
+    assert (reloaded_dir / "videos" / "eval" / "eval-episode-0.mp4").stat().st_size > 1000
+    state_dict = torch.load(model, weights_only=True)
+    q_network, _ = dqn_atari.load_agent(str(model), torch.device("cpu"))
+    for name, tensor in q_network.state_dict().items():
+        torch.testing.assert_close(tensor, state_dict[name])
+
+
+# ======================================================================================================================
+# Bad input: one line on stderr, non-zero exit, no traceback
+# ======================================================================================================================
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("--env-id", "CartPole-v1"), ("not an Atari game",)),
+        (("--env-id", "ALE/NoSuchGame-v5"), ("unknown env id", "NoSuchGame")),
+        (("--buffer-size", 16), ("--buffer-size", "--batch-size")),
+        (("--total-timesteps", 0), ("--total-timesteps", "positive")),
+        (("--learning-rate", -1e-4), ("--learning-rate",)),
+        (("--end-e", 0.5, "--start-e", 0.1), ("--end-e",)),
+        (("--buffer-size", 10_000_000_000), ("--buffer-size", "GiB")),
+        (("--load-model", "missing/model.pt"), ("does not exist",)),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, needles):
+    assert_clean_error(run_script("dqn_atari.py", *args, cwd=tmp_path), *needles)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_or_mismatched_model_is_refused(tmp_path):
+    run_dir = tmp_path / "runs" / "saved"
+    run_dir.mkdir(parents=True)
+    model = run_dir / "model.pt"
+    args = vars(dqn_atari.Args())
+    (run_dir / "args.json").write_text(json.dumps(args))
+    q_network = dqn_atari.QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6))
+    torch.save(q_network.state_dict(), model)
+    model.write_bytes(model.read_bytes()[:200])  # truncated file
+    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
+
+    torch.save(q_network.state_dict(), model)  # SpaceInvaders has 6 actions, Breakout 4
+    (run_dir / "args.json").write_text(json.dumps({**args, "env_id": "BreakoutNoFrameskip-v4"}))
+    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
+
+    (run_dir / "args.json").unlink()
+    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "args.json")
+
+
+# ======================================================================================================================
+# Checkpoints and resume
+# ======================================================================================================================
+RESUMABLE = (
+    "--total-timesteps", 1600, "--learning-starts", 200, "--buffer-size", 1000, "--target-network-frequency", 100,
+    "--eval-episodes", 0, "--checkpoint-every", 100, "--torch-threads", 1,
+)  # fmt: skip
+
+
+def start_training(cwd, *args):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, ROOT / "dqn_atari.py", *args]
+    return subprocess.Popen(
+        list(map(str, command)), cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def updates_until(step: int) -> int:
+    """The gradient steps of RESUMABLE's run by `step`: every 4th step after the 200 of warm-up."""
+    return sum(1 for s in range(201, step + 1) if s % 4 == 0)
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
+    proc = start_training(tmp_path, *RESUMABLE)
+    checkpoint_path, deadline = None, time.time() + 120
+    while time.time() < deadline:  # once learning is under way
+        found = list((tmp_path / "runs").glob("*/checkpoint.pt")) if (tmp_path / "runs").exists() else []
+        if found and torch.load(found[0], weights_only=True, mmap=True)["global_step"] >= 300:
+            checkpoint_path = found[0]
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1], stderr
+    stopped = torch.load(checkpoint_path, weights_only=True)
+    stop_step = stopped["global_step"]
+    assert 300 <= stop_step < 1600
+    adam_steps = lambda checkpoint: int(next(iter(checkpoint["optimizer"]["state"].values()))["step"])  # noqa: E731
+    assert adam_steps(stopped) == updates_until(stop_step)
+    assert int(stopped["replay_buffer"]["valid"].sum()) >= stop_step - 10  # the memory is in the checkpoint
+
+    resumed = start_training(tmp_path, "--resume", checkpoint_path, "--checkpoint-every", 100)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"resuming {checkpoint_path.parent.name} at step {stop_step:,}" in stdout
+    final = torch.load(checkpoint_path, weights_only=True)
+    assert final["global_step"] == 1600 and final["run_name"] == stopped["run_name"]
+    assert adam_steps(final) == updates_until(1600)  # learning went on at once: the buffer came back with the run
+    assert int(final["replay_buffer"]["valid"].sum()) >= 990 - 2 * 50  # full again (a slot per game end is spent)
+    epsilons = dict(read_scalars(only_run_dir(tmp_path))["charts/epsilon"])
+    assert sorted(epsilons) == list(range(100, 1601, 100))  # one point per 100 steps, none twice
+    assert epsilons[1600] == pytest.approx(0.01)
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    proc = run_script("dqn_atari.py", *TINY, "--eval-episodes", 0, "--checkpoint-every", 1200, cwd=tmp_path)
+    assert_ok(proc)
+    path = next((tmp_path / "runs").glob("*/checkpoint.pt"))
+
+    def refused(*argv, needles):
+        assert_clean_error(run_script("dqn_atari.py", *argv, cwd=tmp_path), *needles)
+
+    refused("--resume", tmp_path / "missing.pt", needles=("does not exist",))
+    refused("--resume", path, "--buffer-size", 5000, needles=("--buffer-size", "contradicts"))
+    checkpoint = torch.load(path, weights_only=True)
+    torch.save(dict(checkpoint, script="ppo_atari.py"), tmp_path / "ppo.pt")
+    refused("--resume", tmp_path / "ppo.pt", needles=("written by ppo_atari.py",))
+    breakout = dict(checkpoint, args={**checkpoint["args"], "env_id": "BreakoutNoFrameskip-v4"})  # 4 actions, not 6
+    torch.save(breakout, tmp_path / "breakout.pt")
+    refused("--resume", tmp_path / "breakout.pt", needles=("does not fit",))
+    path.write_bytes(path.read_bytes()[:5000])  # truncated
+    refused("--resume", path, needles=("cannot read checkpoint", "truncated"))

@@ -1,0 +1,382 @@
+"""ppo_atari.py: the Atari id rules, the learning signals derived from whole games (against a scripted vector env and
+against the real ROM), the logged scores, the script end to end on a real ROM, and bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ale_py.vector_env import AtariVectorEnv
+from conftest import ROOT, assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+
+import ppo_atari
+from tests.fake_envs import ScriptedAtariGames
+
+TINY = ("--total-timesteps", 128, "--num-envs", 2, "--num-steps", 32, "--num-minibatches", 2, "--eval-episodes", 2)
+
+
+def scripted_args(**overrides):
+    args = ppo_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", env_threads=1, torch_threads=1)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+# ======================================================================================================================
+# Atari ids
+# ======================================================================================================================
+@pytest.mark.parametrize(
+    "env_id, game, sticky",
+    [
+        ("BreakoutNoFrameskip-v4", "breakout", 0.0),
+        ("ALE/Breakout-v5", "breakout", 0.25),
+        ("SpaceInvadersNoFrameskip-v4", "space_invaders", 0.0),
+        ("ALE/MsPacman-v5", "ms_pacman", 0.25),
+    ],
+)
+def test_both_id_styles_keep_their_meaning(env_id, game, sticky):
+    assert ppo_atari.resolve_env_id(env_id) == (game, sticky)
+
+
+# ======================================================================================================================
+# Learning signals from whole games
+# ======================================================================================================================
+def test_learning_signals_of_scripted_games(monkeypatch):
+    monkeypatch.setattr(ppo_atari, "AtariVectorEnv", ScriptedAtariGames)
+    monkeypatch.setattr(ppo_atari, "MAX_FRAMES", 4 * 14)  # env 1 (lives of 5 steps) is cut at step 14, 1 life left
+    envs = ppo_atari.AtariGames(scripted_args(), 2)
+    envs.reset(seed=0)
+    rows = [envs.step(np.zeros(2, dtype=np.int64)) for _ in range(15)]
+    rewards = np.array([r[1] for r in rows])
+    terminated = np.array([r[2] for r in rows])
+    truncated = np.array([r[3] for r in rows])
+    game_over = np.array([r[4]["game_over"] for r in rows])
+    raw = np.array([r[4]["raw_reward"] for r in rows])
+    assert (rewards == 1.0).all() and (raw == 10.0).all()  # learning sees sign(r), logging the score
+    # env 0: lives lost after steps 4 and 8 (the game goes on), game over after step 12
+    assert list(np.flatnonzero(terminated[:, 0]) + 1) == [4, 8, 12]
+    assert list(np.flatnonzero(game_over[:, 0]) + 1) == [12]
+    # env 1: lives lost after steps 5 and 10; the cap truncates the game after step 14: not a termination
+    assert list(np.flatnonzero(terminated[:, 1]) + 1) == [5, 10]
+    assert list(np.flatnonzero(truncated[:, 1]) + 1) == [14]
+    assert list(np.flatnonzero(game_over[:, 1]) + 1) == [14]
+    assert not truncated[:, 0].any()
+
+
+def test_learning_signals_on_the_real_rom_against_an_independent_env():
+    """The wrapper's game ends, raw scores and life losses agree with a second AtariVectorEnv that plays the same
+    games (same seed, same actions) and reports nothing but raw data."""
+    args = scripted_args(env_id="SpaceInvadersNoFrameskip-v4", game="space_invaders")
+    envs = ppo_atari.AtariGames(args, 2)
+    reference = AtariVectorEnv("space_invaders", 2, num_threads=1, reward_clipping=False, autoreset_mode="SameStep")
+    envs.reset(seed=3)
+    _, info = reference.reset(seed=3)
+    lives = info["lives"]
+    rng = np.random.default_rng(0)
+    scores, game_scores, clipped_game_scores, clipped = np.zeros(2), [], [], np.zeros(2)
+    lives_lost = 0
+    for _ in range(1500):
+        actions = rng.integers(0, 6, 2)
+        _, reward, terminated, truncated, infos = envs.step(actions)
+        _, raw, ref_terminated, ref_truncated, ref_info = reference.step(actions)
+        game_over = ref_terminated | ref_truncated
+        lost = (ref_info["lives"] < lives) & ~game_over
+        lives = ref_info["lives"]
+        lives_lost += lost.sum()
+        np.testing.assert_array_equal(infos["raw_reward"], raw)
+        np.testing.assert_array_equal(reward, np.sign(raw))
+        np.testing.assert_array_equal(infos["game_over"], game_over)
+        np.testing.assert_array_equal(terminated, ref_terminated | lost)
+        np.testing.assert_array_equal(truncated, ref_truncated)
+        scores += raw
+        clipped += reward
+        for i in np.flatnonzero(game_over):
+            game_scores.append(scores[i])
+            clipped_game_scores.append(clipped[i])
+            scores[i] = clipped[i] = 0
+    envs.close()
+    assert len(game_scores) >= 2 and lives_lost >= 2 * len(game_scores)
+    assert sum(game_scores) > 4 * sum(clipped_game_scores) > 0  # invaders score 5 to 30 points each
+
+
+def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
+    """The training loop logs whole games: clipped (1 per step) or per-life returns would log other numbers."""
+    monkeypatch.setattr(ppo_atari, "AtariVectorEnv", ScriptedAtariGames)
+    monkeypatch.setattr(ppo_atari, "MAX_FRAMES", 4 * 14)
+    monkeypatch.chdir(tmp_path)
+    args = scripted_args(total_timesteps=128, num_envs=2, num_steps=32, num_minibatches=2, eval_episodes=2)
+    ppo_atari.main(args)
+    run_dir = only_run_dir(tmp_path)
+    scalars = read_scalars(run_dir)
+    games = sorted(
+        zip((v for _, v in scalars["charts/episodic_return"]), (v for _, v in scalars["charts/episodic_length"]))
+    )
+    # env 0: games of 3 lives x 4 steps, 10 points a step; env 1: cut by the frame cap after 14 steps
+    assert set(games) == {(120.0, 12.0), (140.0, 14.0)}
+    assert len(games) == 64 // 12 + 64 // 14
+    # each evaluation env plays one whole game
+    assert sorted(v for _, v in scalars["eval/episodic_return"]) == [120.0, 140.0]
+
+
+# ======================================================================================================================
+# The network: what a rollout step stores is what the update scores
+# ======================================================================================================================
+def test_rollout_scores_match_the_update_scores():
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6))
+    with torch.no_grad():
+        agent.actor.weight.mul_(100)  # a policy far from uniform
+    x = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        action, logprob, value = agent.get_action_and_value(x)
+    new_logprob, entropy, new_value = agent.evaluate_actions(x, action)
+    torch.testing.assert_close(new_logprob, logprob)
+    torch.testing.assert_close(new_value, value)
+    reference = torch.distributions.Categorical(logits=agent.actor(agent.hidden(x)))
+    torch.testing.assert_close(new_logprob, reference.log_prob(action))
+    torch.testing.assert_close(entropy, reference.entropy())
+    assert agent.network[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # CleanRL's parameter names: its ppo_atari.py state_dicts load here
+    assert {"network.0.weight", "network.7.weight", "actor.weight", "critic.weight"} <= set(agent.state_dict())
+
+
+# ======================================================================================================================
+# The script end to end on a real ROM
+# ======================================================================================================================
+PPO_TAGS = {
+    "charts/SPS",
+    "charts/learning_rate",
+    "losses/value_loss",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/old_approx_kl",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+    "eval/episodic_return",
+}
+
+
+def test_smoke_save_evaluate_video_and_hub_round_trip(tmp_path):
+    proc = run_script("ppo_atari.py", *TINY, "--capture-video", "--hub-package", cwd=tmp_path)
+    assert_ok(proc)
+    run_dir = only_run_dir(tmp_path)
+    scalars = read_scalars(run_dir)
+    assert PPO_TAGS <= set(scalars)
+    assert len(scalars["losses/value_loss"]) == 2  # one point per iteration
+    args = json.loads((run_dir / "args.json").read_text())
+    assert (args["env_id"], args["game"], args["repeat_action_probability"]) == (
+        "BreakoutNoFrameskip-v4",
+        "breakout",
+        0,
+    )
+    assert (run_dir / "videos" / "train-episode-0.mp4").stat().st_size > 1000
+    assert (run_dir / "videos" / "eval" / "eval-episode-0.mp4").stat().st_size > 1000
+    trained = read_results(run_dir / "results.json")
+    assert trained["env_id"] == "BreakoutNoFrameskip-v4" and trained["n_evaluation_episodes"] == 2
+
+    hub = run_dir / "hub"
+    assert {p.name for p in hub.iterdir()} == {
+        "README.md",
+        "results.json",
+        "replay.mp4",
+        "model.pt",
+        "args.json",
+        "ppo_atari.py",
+    }
+    front_matter = (hub / "README.md").read_text().split("---")[1]
+    tags = "BreakoutNoFrameskip-v4 ppo reinforcement-learning deep-reinforcement-learning custom-implementation"
+    for tag in (tags + " deep-rl-course").split():
+        assert f"- {tag}\n" in front_matter
+    assert f"value: {trained['mean_reward']:.2f} +/- {trained['std_reward']:.2f}" in front_matter
+
+    # the saved model evaluates to the same numbers in a new process, with a video of one whole game
+    load_dir = tmp_path / "load"
+    load_dir.mkdir()
+    proc = run_script(
+        "ppo_atari.py", "--load-model", run_dir / "model.pt", "--eval-episodes", 2, "--capture-video", cwd=load_dir
+    )
+    assert_ok(proc)
+    reloaded_dir = only_run_dir(load_dir)
+    reloaded = read_results(reloaded_dir / "results.json")
+    assert (reloaded["mean_reward"], reloaded["std_reward"]) == (trained["mean_reward"], trained["std_reward"])
+    assert (reloaded_dir / "videos" / "eval" / "eval-episode-0.mp4").stat().st_size > 1000
+    state_dict = torch.load(run_dir / "model.pt", weights_only=True)
+    agent, _ = ppo_atari.load_agent(str(run_dir / "model.pt"), torch.device("cpu"))
+    for name, tensor in agent.state_dict().items():
+        torch.testing.assert_close(tensor, state_dict[name])
+
+
+def test_v5_id_runs_with_sticky_actions(tmp_path):
+    proc = run_script(
+        "ppo_atari.py", "--env-id", "ALE/Pong-v5", *TINY, "--eval-episodes", 0, "--save-model", cwd=tmp_path
+    )
+    assert_ok(proc)
+    args = json.loads((only_run_dir(tmp_path) / "args.json").read_text())
+    assert (args["env_id"], args["game"], args["repeat_action_probability"]) == ("ALE/Pong-v5", "pong", 0.25)
+
+
+# ======================================================================================================================
+# Bad input: one line on stderr, non-zero exit, no traceback
+# ======================================================================================================================
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("--env-id", "CartPole-v1"), ("not an Atari game",)),
+        (("--env-id", "ALE/NoSuchGame-v5"), ("unknown env id", "NoSuchGame")),
+        (("--env-id", "Breakout-v4"), ("BreakoutNoFrameskip-v4", "ALE/Breakout-v5")),
+        (("--env-id", "BreakoutNoFrameskip-v0"), ("BreakoutNoFrameskip-v4",)),
+        (("--num-minibatches", 3), ("not divisible", "--num-minibatches")),
+        (("--total-timesteps", 0), ("--total-timesteps", "positive")),
+        (("--total-timesteps", 100), ("less than one rollout",)),
+        (("--load-model", "missing/model.pt"), ("does not exist",)),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, needles):
+    assert_clean_error(run_script("ppo_atari.py", *args, cwd=tmp_path), *needles)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_or_mismatched_model_is_refused(tmp_path):
+    run_dir = tmp_path / "runs" / "saved"
+    run_dir.mkdir(parents=True)
+    model = run_dir / "model.pt"
+    args = vars(ppo_atari.Args())
+    (run_dir / "args.json").write_text(json.dumps(args))
+    agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+    torch.save(agent.state_dict(), model)
+    model.write_bytes(model.read_bytes()[:200])  # truncated file
+    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
+
+    torch.save(agent.state_dict(), model)  # Breakout has 4 actions, Pong 6
+    (run_dir / "args.json").write_text(json.dumps({**args, "env_id": "PongNoFrameskip-v4"}))
+    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
+
+    (run_dir / "args.json").unlink()
+    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "args.json")
+
+
+# ======================================================================================================================
+# Several processes (torchrun, gloo on CPU), checkpoints and resume
+# ======================================================================================================================
+SMALL = ("--num-envs", 4, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 2, "--torch-threads", 1)
+
+
+def test_two_processes_train_one_agent(tmp_path):
+    """torchrun --nproc-per-node 2: each process steps 2 of the 4 envs; after every update both hold the same
+    parameters (their gradients are averaged), and the logged steps count both processes' envs."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", 2,
+        ROOT / "tests" / "torchrun_probe.py", tmp_path, *SMALL, "--total-timesteps", 384, "--eval-episodes", 0,
+        "--save-model", "--env-threads", 1,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        list(map(str, command)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert_ok(proc)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 3 * 2 * 2  # iterations x epochs x minibatches
+    assert all(check["equal"] for rank in ranks for check in rank)
+    for check0, check1 in zip(*ranks):  # the same averaged gradient, not two different ones
+        assert check0["grad_sum"] == pytest.approx(check1["grad_sum"], rel=1e-6)
+    run_dir = only_run_dir(tmp_path)  # rank 0 alone logs and saves
+    assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == [128, 256, 384]
+    args = json.loads((run_dir / "args.json").read_text())
+    assert (args["world_size"], args["num_envs"], args["local_num_envs"], args["batch_size"]) == (2, 4, 2, 128)
+
+
+def start_training(tmp_path, *args):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, ROOT / "ppo_atari.py", *SMALL, "--eval-episodes", 0, *args]
+    return subprocess.Popen(
+        list(map(str, command)), cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def read_checkpoint(path):
+    return torch.load(path, weights_only=True)
+
+
+def adam_steps(checkpoint) -> int:
+    return int(next(iter(checkpoint["optimizer"]["state"].values()))["step"])
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
+    total = 128 * 30
+    proc = start_training(tmp_path, "--total-timesteps", total, "--checkpoint-every", 128)
+    checkpoint_path = None
+    deadline = time.time() + 120
+    while checkpoint_path is None and time.time() < deadline:  # the first checkpoint: training is under way
+        found = list((tmp_path / "runs").glob("*/checkpoint.pt")) if (tmp_path / "runs").exists() else []
+        checkpoint_path = found[0] if found else time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1], stderr
+    stopped = read_checkpoint(checkpoint_path)
+    stop_step = stopped["global_step"]
+    assert 128 <= stop_step < total and stopped["iteration"] == stop_step // 128
+    assert adam_steps(stopped) == stopped["iteration"] * 2 * 2
+    shutil.copy(checkpoint_path, tmp_path / "stopped.pt")
+
+    # resumed: the same run dir, the step count goes on to the total, the optimizer continues (its step count and
+    # moments carry over), and TensorBoard has one point per iteration
+    resumed = start_training(tmp_path, "--resume", checkpoint_path, "--checkpoint-every", 128)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"resuming {checkpoint_path.parent.name} at step {stop_step:,}" in stdout
+    final = read_checkpoint(checkpoint_path)
+    assert (final["global_step"], final["iteration"], final["run_name"]) == (total, 30, stopped["run_name"])
+    assert adam_steps(final) == 30 * 2 * 2
+    run_dir = only_run_dir(tmp_path)
+    assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == list(range(128, total + 1, 128))
+    lrs = dict(read_scalars(run_dir)["charts/learning_rate"])
+    assert lrs[stop_step + 128] == pytest.approx(2.5e-4 * (1 - stop_step / total), rel=1e-5)  # the schedule goes on
+
+    # what is reproduced: the learner's state (weights, optimizer, schedule, counters, RNG), so two resumes from one
+    # checkpoint train alike; what is not: the games in progress (AtariVectorEnv cannot save its emulators), so a
+    # resumed run plays new games and differs from an uninterrupted one from there on
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copytree(run_dir, again / "runs" / run_dir.name)
+    shutil.copy(tmp_path / "stopped.pt", again / "runs" / run_dir.name / "checkpoint.pt")
+    twin = start_training(again, "--resume", again / "runs" / run_dir.name / "checkpoint.pt", "--checkpoint-every", 128)
+    assert twin.wait(timeout=300) == 0
+    twin_final = read_checkpoint(again / "runs" / run_dir.name / "checkpoint.pt")
+    for name, tensor in final["model"].items():
+        torch.testing.assert_close(twin_final["model"][name], tensor, rtol=0, atol=0)
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    saved = tmp_path / "runs" / "saved"
+    saved.mkdir(parents=True)
+    path = saved / "checkpoint.pt"
+    agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+    optimizer = torch.optim.Adam(agent.parameters())
+    args = ppo_atari.Args(total_timesteps=1024, num_envs=4, num_steps=32, num_minibatches=2)
+    ppo_atari.save_checkpoint(path, args, "saved", 128, 1, agent, optimizer)
+
+    def refused(*argv, needles):
+        assert_clean_error(run_script("ppo_atari.py", *argv, cwd=tmp_path), *needles)
+
+    refused("--resume", tmp_path / "missing.pt", needles=("does not exist",))
+    refused("--resume", path, "--env-id", "PongNoFrameskip-v4", needles=("--env-id", "contradicts"))
+    refused("--resume", path, "--load-model", path, needles=("--load-model",))
+    torch.save(agent.state_dict(), tmp_path / "model.pt")
+    refused("--resume", tmp_path / "model.pt", needles=("not a checkpoint of ppo_atari.py",))
+    torch.save(dict(read_checkpoint(path), script="dqn_atari.py"), tmp_path / "dqn.pt")
+    refused("--resume", tmp_path / "dqn.pt", needles=("written by dqn_atari.py",))
+    pong = dict(read_checkpoint(path), args={**vars(args), "env_id": "PongNoFrameskip-v4"})  # 6 actions, not 4
+    torch.save(pong, tmp_path / "pong.pt")
+    refused("--resume", tmp_path / "pong.pt", needles=("does not fit",))
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    refused("--resume", path, needles=("cannot read checkpoint", "truncated"))
