@@ -25,6 +25,8 @@ Run:
     python dqn_atari.py                                       # SpaceInvadersNoFrameskip-v4, 10M steps
     python dqn_atari.py --env-id BreakoutNoFrameskip-v4 --double-dqn --buffer-size 1000000
     python dqn_atari.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
+    python dqn_atari.py --checkpoint-every 100000             # SIGINT/SIGTERM also checkpoint, then stop
+    python dqn_atari.py --resume runs/<run>/checkpoint.pt     # go on from the checkpoint, same run and curves
     python dqn_atari.py --help
 
 On a 2-core CPU (AVX-512, torch 2.13) it trains at about 150 steps/s once learning has started

@@ -17,7 +17,14 @@ Run:
     python ppo_atari.py                                       # BreakoutNoFrameskip-v4, 10M steps
     python ppo_atari.py --env-id ALE/SpaceInvaders-v5         # v5 ids play with sticky actions (0.25)
     python ppo_atari.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
+    python ppo_atari.py --checkpoint-every 500000             # SIGINT/SIGTERM also checkpoint, then stop
+    python ppo_atari.py --resume runs/<run>/checkpoint.pt     # go on from the checkpoint, same run and curves
+    torchrun --standalone --nproc-per-node 2 ppo_atari.py --num-envs 16   # one agent, 2 processes x 8 envs
     python ppo_atari.py --help
+
+Under torchrun, --num-envs counts the envs of all processes; each process steps its share, takes minibatches of its
+own rollout and averages its gradients with the others' (one all-reduce per minibatch), so that every process holds
+the same parameters; step counts are of all processes, and rank 0 alone logs, checkpoints, saves and evaluates.
 
 On a 2-core CPU (AVX-512, torch 2.13) it trains at about 470 steps/s, whole process (benchmarks/bench_atari.py):
 2.4x CleanRL's ppo_atari.py and 1.7x Stable-Baselines3's PPO measured on the same machine, so the default 10M steps

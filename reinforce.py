@@ -17,14 +17,16 @@ underestimated (CartPole-v1 cut at 500 steps: the last steps look worse than the
 environment, Pixelcopter, needs PLE (PyGame Learning Environment), which is not on PyPI; it is not supported here.
 
 Run:
-    python reinforce.py                             # CartPole-v1, the course's 1,000 episodes
+    python reinforce.py                             # CartPole-v1, up to the course's 1,000 episodes
     python reinforce.py --num-envs 8 --total-episodes 2000          # 8 episodes per update
     python reinforce.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
     python reinforce.py --help
 
-Measured on a 2-core CPU (shared with other work): the default run trains 1,000 episodes (414k steps, ~9,600
-steps/s) in about 43 s, 47 s for the whole process, and evaluates to 477.1 +/- 68.7, result 408.4 >= 350, the course's
-pass mark.
+With lr 1e-2 the policy often collapses after it has solved CartPole, and where the 1,000 episodes end decides the
+evaluation: run to the end as in the course's loop (--no-stop-when-solved), seeds 1-10 pass the course's mark on 6 of
+10 seeds here (seed 1: 187.6 +/- 4.3). By default training stops once the last 20 episodes average the env's reward
+threshold (475 for CartPole-v1), as PyTorch's own REINFORCE example does; seed 1 then stops after 558 episodes and
+evaluates to 500.0 +/- 0.0.
 """
 
 import datetime
@@ -99,6 +101,9 @@ class Args:
     """episodes per update, played side by side by this many envs (1: the course's one episode per update)"""
     norm_returns: bool = True
     """standardise the returns of each episode to mean 0, std 1 (the course does)"""
+    stop_when_solved: bool = True
+    """stop training once the last 20 episodes average the env's reward threshold (CartPole-v1: 475), before the large
+    learning rate can undo it; --no-stop-when-solved plays every episode, as the course's loop does"""
 
     # to be filled in runtime
     gym_id: str = ""
@@ -573,6 +578,7 @@ def main(args: Args):
 
     global_step = 0
     recent_returns = deque(maxlen=20)
+    solved_at = gym.spec(args.gym_id).reward_threshold if args.stop_when_solved else None
     start_time = last_print = time.time()
 
     for iteration in range(1, args.num_iterations + 1):
@@ -609,17 +615,22 @@ def main(args: Args):
         writer.add_scalar("losses/policy_loss", loss.item(), global_step)
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        if time.time() - last_print > 10 or iteration == args.num_iterations:
+        solved = solved_at is not None and len(recent_returns) == 20 and np.mean(recent_returns) >= solved_at
+        if time.time() - last_print > 10 or iteration == args.num_iterations or solved:
             last_print = time.time()
             episodes = iteration * args.num_envs
             print(
                 f"episode {episodes:>6,}/{args.total_episodes:,} | step {global_step:,} | {sps:,} SPS | "
                 f"mean return (last 20) {np.mean(recent_returns):.1f}"
             )
+        if solved:
+            print(f"solved: mean return (last 20) {np.mean(recent_returns):.1f} >= {solved_at:g}; training stops")
+            break
 
     for env in envs:
         env.close()
-    print(f"trained {args.total_episodes:,} episodes ({global_step:,} steps) in {time.time() - start_time:.1f} s")
+    episodes = iteration * args.num_envs
+    print(f"trained {episodes:,} episodes ({global_step:,} steps) in {time.time() - start_time:.1f} s")
     finish(agent, args, run_dir, writer, device)
     writer.close()
 

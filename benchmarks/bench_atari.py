@@ -3,6 +3,7 @@
     python benchmarks/bench_atari.py                      # speed (medians of 3) and replay memory (~35 min)
     python benchmarks/bench_atari.py --threads            # also: the torch / env thread split of ppo_atari.py
     python benchmarks/bench_atari.py --rollout-ablation   # also: keeping log-probs and values in the rollout
+    python benchmarks/bench_atari.py --torchrun           # also: ppo_atari.py on 1 and 2 processes, all-reduce cost
 
 - PPO, BreakoutNoFrameskip-v4, CleanRL's ppo_atari.py hyperparameters (8 envs x 128 steps, 4 x 4 minibatch epochs),
   10,240 steps: whole-process SPS (start-up included, no evaluation).
@@ -201,10 +202,67 @@ def rollout_ablation(iterations: int = 5):
         print(f"| {label} | {rollout:.2f} s | {whole:.2f} s | {1024 / whole:.0f} |")
 
 
+def torchrun_speed(steps: int = 20_480):
+    """ppo_atari.py on 1 process and on 2 (torchrun, gloo), the same 8 envs in all, whole process; then the cost of
+    the gradient all-reduce that each minibatch update adds."""
+    print(f"\n### ppo_atari.py on 1 and 2 processes (8 envs in all, {steps:,} steps, whole process)\n", flush=True)
+    print("| processes | torch threads each | env threads each | wall | SPS |")
+    print("|---|---|---|---|---|")
+    config = PPO | dict(total_timesteps=steps)
+    for processes, threads in ((1, 2), (2, 1)):
+        extra = ["--torch-threads", str(threads), "--env-threads", str(threads)]
+        if processes == 1:
+            wall, _ = ours("ppo", config, *extra)
+        else:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+            script = [str(ROOT / "ppo_atari.py"), *flags("ppo", config), "--eval-episodes", "0", *extra]
+            wall, _ = timed(launcher + script, {"OMP_NUM_THREADS": "1"})
+        print(f"| {processes} | {threads} | {threads} | {wall:.1f} s | {steps / wall:.0f} |", flush=True)
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(all_reduce_cost, args=(2, folder), nprocs=2)
+        print(Path(folder, "cost.txt").read_text())
+
+
+def all_reduce_cost(rank: int, world_size: int, folder: str, repeats: int = 50):
+    """One process of two: the time of the all-reduce of a flat buffer of the Nature CNN agent's gradients."""
+    import torch
+    import torch.distributed as dist
+
+    sys.path.insert(0, str(ROOT))
+    import gymnasium as gym
+    import numpy as np
+
+    import ppo_atari
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+    for param in agent.parameters():
+        param.grad = torch.randn_like(param)
+    params = list(agent.parameters())
+    ppo_atari.average_gradients(params, world_size)  # warm-up
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        ppo_atari.average_gradients(params, world_size)
+    cost = (time.perf_counter() - start) / repeats
+    if rank == 0:
+        size = sum(p.numel() for p in params) * 4
+        Path(folder, "cost.txt").write_text(
+            f"Gradient averaging (gloo, 2 processes on this machine): {size / 2**20:.1f} MiB per all-reduce, "
+            f"{cost * 1000:.1f} ms each; 16 per iteration of 1,024 steps: {16 * cost:.2f} s per iteration."
+        )
+    dist.destroy_process_group()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", action="store_true", help="also sweep ppo_atari.py's thread split")
     parser.add_argument("--rollout-ablation", action="store_true", help="also time the two rollout designs")
+    parser.add_argument("--torchrun", action="store_true", help="also ppo_atari.py on 1 and 2 processes")
     parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the replay memory table")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each speed row (median reported)")
@@ -221,6 +279,8 @@ def main():
         thread_split()
     if options.rollout_ablation:
         rollout_ablation()
+    if options.torchrun:
+        torchrun_speed()
     print(f"\nload average (1/5/15 min) after: {load()}")
 
 

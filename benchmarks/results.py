@@ -1,0 +1,249 @@
+"""Train every script's tasks for several seeds, then write the results table and one learning-curve plot per task.
+
+    python benchmarks/results.py                          # every task, its seeds; skips runs already recorded
+    python benchmarks/results.py --tasks ppo-cartpole     # some tasks only
+    python benchmarks/results.py --report                 # only rewrite results/README.md and the plots
+    python benchmarks/results.py --list                   # the tasks, their commands and budgets
+
+Each run trains with the committed script and a fixed seed in results/runs/<task>/seed<k>/ (not kept in git), then
+its summary goes to results/data/<task>__seed<k>.json: the command, the wall time of the whole process, the SPS, the
+final evaluation (the script's own, as the course scores it) and the training curve (charts/episodic_return). The
+table (results/README.md) and the plots (results/<task>.png: mean and min-max over seeds, x = environment steps) are
+made from those files only, so runs can be spread over several sessions: what is missing is labelled as missing.
+Run one task at a time on a 2-core machine; the wall times are only comparable on a quiet one.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+RL_ZOO = "RL Zoo (rl-baselines3-zoo benchmark)"
+
+
+@dataclass
+class Task:
+    name: str
+    script: str
+    args: list[str]
+    budget: str
+    seeds: list[int]
+    pass_mark: float | None = None
+    reference: str = ""
+    note: str = ""
+    extra_env: dict = field(default_factory=dict)
+
+
+TASKS = [
+    Task("q_learning-frozenlake", "q_learning.py", [], "10,000 episodes", [1, 2, 3], None,
+         "the optimum: 1.00 +/- 0.00"),
+    Task("q_learning-taxi", "q_learning.py", ["--env-id", "Taxi-v3"], "25,000 episodes", [1, 2, 3], 4.5,
+         "the best possible on the course's seeds: 7.56 +/- 2.71 (4.85)"),
+    Task("reinforce-cartpole", "reinforce.py", [], "1,000 episodes", [1, 2, 3], 350,
+         "course unit 4 pass mark: mean - std >= 350"),
+    Task("a2c-pandareach", "a2c.py", ["--total-timesteps", "100000"], "100k steps (default 1M)", [1, 2, 3], -3.5,
+         "SB3 A2C here, same settings: -3.5 first at 40k steps (-0.30 at 50k)",
+         "10% of the default budget: the course's pass mark is reached at about 50k steps"),
+    Task("a2c-cartpole", "a2c.py", ["--env-id", "CartPole-v1", "--num-envs", "8", "--total-timesteps", "500000"],
+         "500k steps", [1, 2, 3], None, f"{RL_ZOO} A2C: 500.0 +/- 0.0 at 500k"),
+    Task("ppo-cartpole", "ppo.py", [], "500k steps", [1, 2, 3], None, "CleanRL ppo.py: 490.0 +/- 6.1 at 500k"),
+    Task("ppo-acrobot", "ppo.py", ["--env-id", "Acrobot-v1"], "500k steps", [1, 2, 3], None,
+         "CleanRL ppo.py: -86.4 +/- 1.3 at 500k"),
+    Task("ppo-lunarlander", "ppo.py",
+         ["--env-id", "LunarLander-v3", "--total-timesteps", "1000000", "--num-envs", "16", "--num-steps", "1024",
+          "--num-minibatches", "256", "--gamma", "0.999", "--gae-lambda", "0.98", "--learning-rate", "3e-4",
+          "--no-anneal-lr", "--no-clip-vloss"],
+         "1M steps", [1, 2, 3], 200, f"{RL_ZOO} PPO: 242.1 +/- 31.8 at 1M"),
+    Task("ppo_atari-breakout", "ppo_atari.py", ["--total-timesteps", "1000000"], "1M steps (default 10M)", [1, 2],
+         None, "CleanRL ppo_atari.py reports ~400 at 10M steps; at 1M, returns are far lower for every implementation",
+         "10% of the default budget"),
+    Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
+         200, "course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps)",
+         "5% of the default budget; learning starts after 100k steps"),
+]  # fmt: skip
+BY_NAME = {task.name: task for task in TASKS}
+
+
+def data_path(task: Task, seed: int) -> Path:
+    return RESULTS / "data" / f"{task.name}__seed{seed}.json"
+
+
+def read_curve(run_dir: Path) -> tuple[list[list[float]], float | None]:
+    """The episodic returns logged during training, as [step, return] pairs, and the last SPS logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    curve = (
+        [[e.step, e.value] for e in accumulator.Scalars("charts/episodic_return")]
+        if "charts/episodic_return" in tags
+        else []
+    )
+    sps = accumulator.Scalars("charts/SPS")[-1].value if "charts/SPS" in tags else None
+    return curve, sps
+
+
+def train(task: Task, seed: int):
+    """One run of the committed script, whole process timed; its summary written to results/data."""
+    workdir = RESULTS / "runs" / task.name / f"seed{seed}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    command = [sys.executable, str(ROOT / task.script), *task.args, "--seed", str(seed)]
+    print(f"[{time.strftime('%H:%M:%S')}] {task.name} seed {seed}: {' '.join(command[1:])}", flush=True)
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", **task.extra_env}
+    start = time.time()
+    with open(workdir / "stdout.txt", "w") as log:
+        proc = subprocess.run(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        sys.exit(f"{task.name} seed {seed} failed (exit {proc.returncode}); see {workdir / 'stdout.txt'}")
+    (run_dir,) = [p for p in (workdir / "runs").iterdir() if p.is_dir()]
+    evaluation = json.loads((run_dir / "results.json").read_text())
+    curve, sps = read_curve(run_dir)
+    summary = dict(
+        task=task.name, seed=seed, command=" ".join([task.script, *task.args, "--seed", str(seed)]),
+        wall_s=round(wall, 1), sps=sps, mean_reward=evaluation["mean_reward"], std_reward=evaluation["std_reward"],
+        n_evaluation_episodes=evaluation["n_evaluation_episodes"], date=time.strftime("%Y-%m-%d"),
+        machine=machine(), curve=curve,
+    )  # fmt: skip
+    data_path(task, seed).parent.mkdir(parents=True, exist_ok=True)
+    data_path(task, seed).write_text(json.dumps(summary))
+    result = summary["mean_reward"] - summary["std_reward"]
+    print(f"    {summary['mean_reward']:.2f} +/- {summary['std_reward']:.2f} (result {result:.2f}) in {wall:.0f} s")
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def load(task: Task) -> list[dict]:
+    """The recorded runs of a task, by seed."""
+    runs = [json.loads(path.read_text()) for path in (RESULTS / "data").glob(f"{task.name}__seed*.json")]
+    return sorted(runs, key=lambda run: run["seed"])
+
+
+def plot(task: Task, runs: list[dict]):
+    """Mean over seeds (and min-max) of the training returns, each seed's curve averaged in bins of steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end = max(max(step for step, _ in run["curve"]) for run in runs)
+    edges = np.linspace(0, end, 51)
+    centres = (edges[:-1] + edges[1:]) / 2
+    binned = []
+    for run in runs:
+        steps, returns = np.array(run["curve"]).T
+        which = np.clip(np.digitize(steps, edges) - 1, 0, len(centres) - 1)
+        means = np.array([returns[which == b].mean() if (which == b).any() else np.nan for b in range(len(centres))])
+        valid = ~np.isnan(means)  # bins without a finished episode: carried from their neighbours
+        binned.append(np.interp(centres, centres[valid], means[valid]))
+    binned = np.array(binned)
+    figure, axes = plt.subplots(figsize=(6, 3.6), dpi=110)
+    axes.plot(centres, binned.mean(0), label=f"mean of {len(runs)} seed(s)")
+    if len(runs) > 1:
+        axes.fill_between(centres, binned.min(0), binned.max(0), alpha=0.25, label="min - max")
+    if task.pass_mark is not None:
+        axes.axhline(task.pass_mark, color="grey", linestyle="--", linewidth=1, label="course pass mark (mean - std)")
+    axes.set_title(f"{task.name}: {task.script} {' '.join(task.args) or '(defaults)'}", fontsize=7)
+    axes.set_xlabel("environment steps")
+    axes.set_ylabel("episodic return (training)")
+    axes.legend(fontsize=7)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(RESULTS / f"{task.name}.png")
+    plt.close(figure)
+
+
+def report():
+    """results/README.md and the plots, from results/data."""
+    lines = [
+        "# Results",
+        "",
+        "Made by `python benchmarks/results.py` from the runs recorded in `data/` (one JSON file per run: command,",
+        "wall time, SPS, evaluation, training curve). Every run used the committed script with the seed shown; the",
+        "evaluation is the script's own after training (the course protocol of its unit). mean +/- std is over seeds",
+        "of each seed's evaluation mean; \"result\" is the course's score, the evaluation's mean - std, as a median",
+        "over seeds (worst seed in brackets). Wall time is the whole process, median over seeds.",
+        "",
+        "| task | script and budget | seeds | evaluation mean +/- std over seeds | result (worst) | pass mark | wall time | SPS | reference |",  # noqa: E501
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    plots, machines = [], set()
+    for task in TASKS:
+        runs = load(task)
+        mark = "" if task.pass_mark is None else f"{task.pass_mark:g}"
+        if not runs:
+            lines.append(
+                f"| {task.name} | `{task.script}`, {task.budget} | not run yet | | | {mark} | | | {task.reference} |"
+            )
+            continue
+        means = [run["mean_reward"] for run in runs]
+        results = [run["mean_reward"] - run["std_reward"] for run in runs]
+        seeds = ", ".join(str(run["seed"]) for run in runs)
+        missing = sorted(set(task.seeds) - {run["seed"] for run in runs})
+        seeds += f" (seed {', '.join(map(str, missing))} not run yet)" if missing else ""
+        sps = [run["sps"] for run in runs if run["sps"]]
+        sps_text = f"{statistics.median(sps):,.0f}" if sps else ""
+        wall = statistics.median(run["wall_s"] for run in runs)
+        passed = "" if task.pass_mark is None else (" (all pass)" if min(results) >= task.pass_mark else " (not all)")
+        note = f" {task.note}." if task.note else ""
+        lines.append(
+            f"| {task.name} | `{task.script}`, {task.budget} | {seeds} | {np.mean(means):.2f} +/- {np.std(means):.2f} "
+            f"| {statistics.median(results):.2f} ({min(results):.2f}){passed} | {mark} | {wall:.0f} s | {sps_text} "
+            f"| {task.reference}.{note} |"
+        )
+        machines |= {run["machine"] for run in runs}
+        if any(run["curve"] for run in runs):
+            plot(task, [run for run in runs if run["curve"]])
+            plots.append(f"### {task.name}\n\n![{task.name}]({task.name}.png)\n")
+    lines += ["", f"Machine: {'; '.join(sorted(machines))}, no GPU.", "", "## Learning curves", "", *plots]
+    lines += ["## Commands", "", "```"]
+    lines += [
+        f"python {task.script} {' '.join(task.args)} --seed <seed>   # {task.name}".replace("  ", " ") for task in TASKS
+    ]
+    lines += ["```", ""]
+    (RESULTS / "README.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / 'README.md'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", choices=list(BY_NAME), default=list(BY_NAME), help="tasks to run")
+    parser.add_argument("--seeds", nargs="+", type=int, help="these seeds instead of each task's own")
+    parser.add_argument("--force", action="store_true", help="run again what is already recorded")
+    parser.add_argument("--report", action="store_true", help="only rewrite the table and plots")
+    parser.add_argument("--list", action="store_true", help="print the tasks and exit")
+    options = parser.parse_args()
+    if options.list:
+        for task in TASKS:
+            print(f"{task.name}: python {task.script} {' '.join(task.args)} ({task.budget}; seeds {task.seeds})")
+        return
+    if not options.report:
+        for name in options.tasks:
+            task = BY_NAME[name]
+            for seed in options.seeds or task.seeds:
+                if options.force or not data_path(task, seed).exists():
+                    train(task, seed)
+    report()
+
+
+if __name__ == "__main__":
+    main()
