@@ -712,7 +712,7 @@ class StopSignal:
         print(f"{signal.Signals(signum).name}: stopping after this step", file=sys.stderr, flush=True)
 
 
-CHECKPOINT_SETTINGS = (  # what a resumed run takes from its command line; the rest comes from the checkpoint
+CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
     "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
 )  # fmt: skip
 
@@ -757,7 +757,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args]:
     for name in Args.__dataclass_fields__:
         given = getattr(args, name)
         if name in CHECKPOINT_SETTINGS:
-            setattr(saved, name, given)
+            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
+                setattr(saved, name, given)
         elif given != getattr(defaults, name) and given != getattr(saved, name):
             fail(
                 f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "

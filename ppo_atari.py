@@ -681,7 +681,7 @@ class StopSignal:
         return bool(flag.item())
 
 
-CHECKPOINT_SETTINGS = (  # what a resumed run takes from its command line; the rest comes from the checkpoint
+CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
     "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
 )  # fmt: skip
 
@@ -724,7 +724,8 @@ def load_checkpoint(args: Args) -> tuple[dict, Args]:
     for name in Args.__dataclass_fields__:
         given = getattr(args, name)
         if name in CHECKPOINT_SETTINGS:
-            setattr(saved, name, given)
+            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
+                setattr(saved, name, given)
         elif given != getattr(defaults, name) and given != getattr(saved, name):
             fail(
                 f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
@@ -974,7 +975,8 @@ def main(args: Args):
             envs.close()
             writer.close()
             if rank == 0:
-                resume = f"python {SCRIPT.name} --resume {run_dir / 'checkpoint.pt'}"
+                launcher = "torchrun <its options>" if args.world_size > 1 else "python"
+                resume = f"{launcher} {SCRIPT.name} --resume {run_dir / 'checkpoint.pt'}"
                 print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
             if args.world_size > 1:
                 dist.destroy_process_group()

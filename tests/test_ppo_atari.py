@@ -275,7 +275,7 @@ def test_two_processes_train_one_agent(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", 2,
         ROOT / "tests" / "torchrun_probe.py", tmp_path, *SMALL, "--total-timesteps", 384, "--eval-episodes", 0,
-        "--save-model", "--env-threads", 1,
+        "--save-model", "--env-threads", 1, "--checkpoint-every", 384,
     ]  # fmt: skip
     proc = subprocess.run(
         list(map(str, command)),
@@ -292,6 +292,14 @@ def test_two_processes_train_one_agent(tmp_path):
     assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == [128, 256, 384]
     args = json.loads((run_dir / "args.json").read_text())
     assert (args["world_size"], args["num_envs"], args["local_num_envs"], args["batch_size"]) == (2, 4, 2, 128)
+
+    # both processes resume from rank 0's checkpoint (here at the end of the run: nothing is left to train)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["global_step"], checkpoint["iteration"], checkpoint["args"]["world_size"]) == (384, 3, 2)
+    resume = [*command[:6], ROOT / "ppo_atari.py", "--resume", run_dir / "checkpoint.pt", "--env-threads", 1]
+    proc = subprocess.run(list(map(str, resume)), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_ok(proc)
+    assert f"resuming {run_dir.name} at step 384 of 384" in proc.stdout
 
 
 def start_training(tmp_path, *args):
