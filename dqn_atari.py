@@ -30,9 +30,9 @@ Run:
     python dqn_atari.py --help
 
 On a 2-core CPU (AVX-512, torch 2.13) it trains at about 150 steps/s once learning has started
-(benchmarks/bench_atari.py: 30k steps with a 5k warm-up, whole process, 1.5x CleanRL's dqn_atari.py and 1.6x
-Stable-Baselines3's DQN on the same machine), so the default 10M steps take about 19 hours. Learning at that scale is
-not measured here.
+(benchmarks/bench_atari.py: 30k steps with a 5k warm-up, whole process: 153 steps/s, 1.58x CleanRL's dqn_atari.py and
+1.36x Stable-Baselines3's DQN on the same machine), so the default 10M steps take about 19 hours. What shorter runs
+reach here is in results/README.md.
 """
 
 import datetime

@@ -26,9 +26,10 @@ Under torchrun, --num-envs counts the envs of all processes; each process steps 
 own rollout and averages its gradients with the others' (one all-reduce per minibatch), so that every process holds
 the same parameters; step counts are of all processes, and rank 0 alone logs, checkpoints, saves and evaluates.
 
-On a 2-core CPU (AVX-512, torch 2.13) it trains at about 470 steps/s, whole process (benchmarks/bench_atari.py):
-2.4x CleanRL's ppo_atari.py and 1.7x Stable-Baselines3's PPO measured on the same machine, so the default 10M steps
-take about 6 hours. Learning at that scale is not measured here; CleanRL reports ~400 on Breakout after 10M steps.
+On a 2-core CPU (AVX-512, torch 2.13) the training loop runs at about 460 steps/s; a whole 10,240-step process,
+start-up included, at 357 (benchmarks/bench_atari.py, median of 3: 1.63x CleanRL's ppo_atari.py and 1.44x
+Stable-Baselines3's PPO on the same machine), so the default 10M steps take about 6 hours. CleanRL reports ~400 on
+Breakout after 10M steps; what 1M steps reach here is in results/README.md.
 """
 
 import datetime

@@ -9,6 +9,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# the TensorBoard tags of ppo.py and ppo_atari.py, as in CleanRL
+PPO_TAGS = {
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/learning_rate",
+    "losses/value_loss",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/old_approx_kl",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+    "eval/episodic_return",
+}
 
 
 def run_script(script, *args, cwd, env=None, timeout=900):
@@ -69,6 +84,30 @@ def read_scalars(run_dir):
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_hub_folder(hub, script, env_id, algorithm):
+    """A Hub folder the course leaderboard understands: the files, the card's tags and its mean_reward (that of the
+    folder's results.json). Returns the card's front matter."""
+    hub = Path(hub)
+    assert {p.name for p in hub.iterdir()} == {
+        "README.md",
+        "results.json",
+        "replay.mp4",
+        "model.pt",
+        "args.json",
+        script,
+    }
+    front_matter = (hub / "README.md").read_text().split("---")[1]
+    tags = (
+        f"{env_id} {algorithm} reinforcement-learning deep-reinforcement-learning custom-implementation deep-rl-course"
+    )
+    for tag in tags.split():
+        assert f"- {tag}\n" in front_matter
+    results = read_results(hub / "results.json")
+    assert f"value: {results['mean_reward']:.2f} +/- {results['std_reward']:.2f}" in front_matter
+    assert "type: reinforcement-learning" in front_matter and f"name: {env_id}" in front_matter
+    return front_matter
 
 
 def read_results(path):

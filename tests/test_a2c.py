@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import (
     assert_clean_error,
+    assert_hub_folder,
     assert_ok,
     assert_refused_in_process,
     only_run_dir,
@@ -263,19 +264,7 @@ def test_discrete_smoke_with_tracking_video_and_hub_folder(workdir):
     assert list((run_dir / "videos").glob("train-episode-0.mp4"))
     assert list(workdir.glob("wandb/offline-run-*"))
     hub = run_dir / "hub"
-    assert {p.name for p in hub.iterdir()} == {
-        "README.md",
-        "results.json",
-        "replay.mp4",
-        "model.pt",
-        "args.json",
-        "a2c.py",
-    }
-    front_matter = (hub / "README.md").read_text().split("---")[1]
-    results = read_results(hub / "results.json")
-    for line in ("- CartPole-v1", "- a2c", "- deep-rl-course", "type: reinforcement-learning",
-                 f"value: {results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"):  # fmt: skip
-        assert line in front_matter
+    assert_hub_folder(hub, "a2c.py", "CartPole-v1", "a2c")
 
 
 # ---------------------------------------------------------------------------------------------------- learning

@@ -13,7 +13,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+from conftest import (
+    ROOT,
+    assert_clean_error,
+    assert_hub_folder,
+    assert_ok,
+    only_run_dir,
+    read_results,
+    read_scalars,
+    run_script,
+)
 
 import dqn_atari
 from tests.fake_envs import ScriptedAtariGames
@@ -242,14 +251,7 @@ def test_smoke_save_evaluate_video_and_hub_round_trip(tmp_path):
     trained = read_results(run_dir / "results.json")
     assert trained["env_id"] == "SpaceInvadersNoFrameskip-v4" and trained["n_evaluation_episodes"] == 2
 
-    hub = run_dir / "hub"
-    names = {"README.md", "results.json", "replay.mp4", "model.pt", "args.json", "dqn_atari.py"}
-    assert {p.name for p in hub.iterdir()} == names
-    front_matter = (hub / "README.md").read_text().split("---")[1]
-    tags = "SpaceInvadersNoFrameskip-v4 dqn reinforcement-learning deep-reinforcement-learning custom-implementation"
-    for tag in (tags + " deep-rl-course").split():
-        assert f"- {tag}\n" in front_matter
-    assert f"value: {trained['mean_reward']:.2f} +/- {trained['std_reward']:.2f}" in front_matter
+    assert_hub_folder(run_dir / "hub", "dqn_atari.py", "SpaceInvadersNoFrameskip-v4", "dqn")
 
     load_dir = tmp_path / "load"
     load_dir.mkdir()

@@ -6,7 +6,17 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+from conftest import (
+    PPO_TAGS,
+    ROOT,
+    assert_clean_error,
+    assert_hub_folder,
+    assert_ok,
+    only_run_dir,
+    read_results,
+    read_scalars,
+    run_script,
+)
 
 import ppo
 
@@ -91,20 +101,6 @@ def test_gaussian_policy_log_prob_and_action_clipping():
 # ======================================================================================================================
 # The script end to end
 # ======================================================================================================================
-PPO_TAGS = {
-    "charts/episodic_return",
-    "charts/episodic_length",
-    "charts/SPS",
-    "charts/learning_rate",
-    "losses/value_loss",
-    "losses/policy_loss",
-    "losses/entropy",
-    "losses/old_approx_kl",
-    "losses/approx_kl",
-    "losses/clipfrac",
-    "losses/explained_variance",
-    "eval/episodic_return",
-}
 
 
 def test_smoke_run_logs_the_expected_tags(tmp_path):
@@ -167,22 +163,7 @@ def test_video_and_hub_package_for_a_retired_course_id(tmp_path):
     assert (args["env_id"], args["gym_id"]) == ("LunarLander-v2", "LunarLander-v3")
 
     hub = run_dir / "hub"
-    assert {p.name for p in hub.iterdir()} == {
-        "README.md",
-        "results.json",
-        "replay.mp4",
-        "model.pt",
-        "args.json",
-        "ppo.py",
-    }
-    card = (hub / "README.md").read_text()
-    front_matter = card.split("---")[1]
-    tags = "LunarLander-v2 ppo reinforcement-learning deep-reinforcement-learning custom-implementation deep-rl-course"
-    for tag in tags.split():
-        assert f"- {tag}\n" in front_matter
-    results = read_results(hub / "results.json")
-    assert f"value: {results['mean_reward']:.2f} +/- {results['std_reward']:.2f}" in front_matter
-    assert "type: reinforcement-learning" in front_matter and "name: LunarLander-v2" in front_matter
+    assert_hub_folder(hub, "ppo.py", "LunarLander-v2", "ppo")  # the course's id, not the one that ran
     torch.load(hub / "model.pt", weights_only=True)
 
 

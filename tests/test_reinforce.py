@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import (
     assert_clean_error,
+    assert_hub_folder,
     assert_ok,
     assert_refused_in_process,
     only_run_dir,
@@ -151,13 +152,7 @@ def test_smoke_save_reload_video_tracking_and_hub_folder(tmp_path):
     assert list((run_dir / "videos").glob("train-episode-0.mp4"))
     assert list(train_dir.glob("wandb/offline-run-*"))
     hub = run_dir / "hub"
-    assert {p.name for p in hub.iterdir()} == {"README.md", "results.json", "replay.mp4", "model.pt", "args.json",
-                                               "reinforce.py"}  # fmt: skip
-    results = read_results(hub / "results.json")
-    front_matter = (hub / "README.md").read_text().split("---")[1]
-    for line in ("- CartPole-v1", "- reinforce", "- deep-rl-course", "name: CartPole-v1",
-                 f"value: {results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"):  # fmt: skip
-        assert line in front_matter
+    assert_hub_folder(hub, "reinforce.py", "CartPole-v1", "reinforce")
     torch.load(run_dir / "model.pt", weights_only=True)
 
     loaded = run_script(SCRIPT, "--load-model", run_dir / "model.pt", "--eval-episodes", 3, cwd=load_dir)
