@@ -752,8 +752,15 @@ def load_checkpoint(args: Args) -> tuple[dict, Args]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
         owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
+    parts = {"args", "run_name", "global_step", "q_network", "target_network", "optimizer", "replay_buffer"}
+    missing = parts - set(checkpoint)
+    if missing:
+        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
     defaults = Args()
-    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    try:
+        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    except (AttributeError, KeyError, TypeError) as error:
+        fail(f"{path} holds no valid run arguments ({describe(error)})")
     for name in Args.__dataclass_fields__:
         given = getattr(args, name)
         if name in CHECKPOINT_SETTINGS:
@@ -846,10 +853,10 @@ def main(args: Args):
         try:
             for name, part in learner.items():
                 part.load_state_dict(checkpoint[name])
-        except (KeyError, RuntimeError, ValueError) as error:
+            rng.bit_generator.state = checkpoint["exploration_rng"]
+            torch.set_rng_state(checkpoint["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
             fail(f"{args.resume} does not fit the network and buffer for {args.env_id} ({describe(error)})")
-        rng.bit_generator.state = checkpoint["exploration_rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
         start_iteration = checkpoint["global_step"] // args.num_envs
         print(f"resuming {run_name} at step {checkpoint['global_step']:,} of {args.total_timesteps:,}")
         del checkpoint

@@ -720,8 +720,14 @@ def load_checkpoint(args: Args) -> tuple[dict, Args]:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
         owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
+    missing = {"args", "run_name", "global_step", "iteration", "model", "optimizer", "torch_rng"} - set(checkpoint)
+    if missing:
+        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
     defaults = Args()
-    saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    try:
+        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    except (AttributeError, KeyError, TypeError) as error:
+        fail(f"{path} holds no valid run arguments ({describe(error)})")
     for name in Args.__dataclass_fields__:
         given = getattr(args, name)
         if name in CHECKPOINT_SETTINGS:
@@ -808,10 +814,10 @@ def main(args: Args):
         try:
             agent.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as error:
+            global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
+            torch.set_rng_state(checkpoint["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
             fail(f"{args.resume} does not fit the network for {args.env_id} ({describe(error)})")
-        global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
-        torch.set_rng_state(checkpoint["torch_rng"])
         if checkpoint["cuda_rng"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state(checkpoint["cuda_rng"])
         if rank == 0:

@@ -151,6 +151,34 @@ def test_sampling_is_uniform_over_stored_transitions_only():
     assert counts.min() > 0.5 * counts.mean() and len(valid) == len(stored)
 
 
+def test_buffer_rebuilds_the_observations_of_real_games():
+    """On a real ROM, every stored transition's s and s' are the observations AtariVectorEnv returned: zero-padded
+    stacks at the start of a game, stacks that run on across lost lives, the final observation where a game ends."""
+    args = dqn_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", env_threads=1, num_envs=2)
+    envs = dqn_atari.AtariGames(args, 2)
+    rb = dqn_atari.ReplayBuffer(4000, 2, (84, 84), torch.device("cpu"), seed=0)  # no wrap-around: all are kept
+    obs, _ = envs.reset(seed=3)
+    rb.start(torch.as_tensor(obs[:, -1]))
+    rng, reference, game_ends = np.random.default_rng(0), {}, 0
+    for t in range(1500):
+        actions = rng.integers(0, 4, 2)
+        next_obs, _, terminated, truncated, infos = envs.step(actions)
+        keys = np.array([2 * t, 2 * t + 1], np.float32)  # stored as rewards: they name the transitions
+        frames = torch.as_tensor(next_obs[:, -1])
+        rb.add(actions, keys, terminated, truncated, frames, infos["game_over"], infos.get("final_obs"))
+        for i in range(2):
+            reference[2 * t + i] = (obs[i], infos["final_obs"][i] if infos["game_over"][i] else next_obs[i])
+        game_ends += int(infos["game_over"].sum())
+        obs = next_obs
+    envs.close()
+    assert game_ends >= 4  # random play loses a game of Breakout in a few hundred steps
+    stored_obs, _, keys, _, _, stored_next = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
+    assert sorted(keys.int().tolist()) == list(range(3000))
+    for j, key in enumerate(keys.int().tolist()):
+        np.testing.assert_array_equal(stored_obs[j].numpy(), reference[key][0])
+        np.testing.assert_array_equal(stored_next[j].numpy(), reference[key][1])
+
+
 def test_buffer_round_trips_through_a_checkpoint_and_keeps_its_newest_transition(tmp_path):
     rb, reference, _ = fill(60, 2, 100, 0.2)
     torch.save(rb.state_dict(), tmp_path / "buffer.pt")

@@ -366,6 +366,8 @@ def test_bad_checkpoints_are_refused(tmp_path):
     refused("--resume", path, "--load-model", path, needles=("--load-model",))
     torch.save(agent.state_dict(), tmp_path / "model.pt")
     refused("--resume", tmp_path / "model.pt", needles=("not a checkpoint of ppo_atari.py",))
+    torch.save({"script": "ppo_atari.py", "model": agent.state_dict()}, tmp_path / "partial.pt")
+    refused("--resume", tmp_path / "partial.pt", needles=("not a complete checkpoint", "args"))
     torch.save(dict(read_checkpoint(path), script="dqn_atari.py"), tmp_path / "dqn.pt")
     refused("--resume", tmp_path / "dqn.pt", needles=("written by dqn_atari.py",))
     pong = dict(read_checkpoint(path), args={**vars(args), "env_id": "PongNoFrameskip-v4"})  # 6 actions, not 4
