@@ -110,6 +110,25 @@ def assert_hub_folder(hub, script, env_id, algorithm):
     return front_matter
 
 
+def assert_bad_models_refused(script, state_dict, args, other_env_id, cwd):
+    """--load-model of a truncated file, of weights whose args.json names an env with other spaces, and of weights
+    without their args.json: each refused with one clear line."""
+    import torch
+
+    run_dir = Path(cwd) / "runs" / "saved"
+    run_dir.mkdir(parents=True)
+    model = run_dir / "model.pt"
+    (run_dir / "args.json").write_text(json.dumps(args))
+    torch.save(state_dict, model)
+    model.write_bytes(model.read_bytes()[:200])  # truncated
+    assert_clean_error(run_script(script, "--load-model", model, cwd=cwd), "cannot load")
+    torch.save(state_dict, model)
+    (run_dir / "args.json").write_text(json.dumps({**args, "env_id": other_env_id}))
+    assert_clean_error(run_script(script, "--load-model", model, cwd=cwd), "cannot load")
+    (run_dir / "args.json").unlink()
+    assert_clean_error(run_script(script, "--load-model", model, cwd=cwd), "args.json")
+
+
 def read_results(path):
     return json.loads(Path(path).read_text())
 

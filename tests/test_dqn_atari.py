@@ -1,7 +1,6 @@
 """dqn_atari.py: the replay buffer against a naive reference, the TD targets by hand, the logged scores, the script end
 to end on a real ROM, and bad input."""
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import torch
 from conftest import (
     ROOT,
+    assert_bad_models_refused,
     assert_clean_error,
     assert_hub_folder,
     assert_ok,
@@ -318,22 +318,11 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 
 
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):
-    run_dir = tmp_path / "runs" / "saved"
-    run_dir.mkdir(parents=True)
-    model = run_dir / "model.pt"
-    args = vars(dqn_atari.Args())
-    (run_dir / "args.json").write_text(json.dumps(args))
     q_network = dqn_atari.QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6))
-    torch.save(q_network.state_dict(), model)
-    model.write_bytes(model.read_bytes()[:200])  # truncated file
-    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
-
-    torch.save(q_network.state_dict(), model)  # SpaceInvaders has 6 actions, Breakout 4
-    (run_dir / "args.json").write_text(json.dumps({**args, "env_id": "BreakoutNoFrameskip-v4"}))
-    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
-
-    (run_dir / "args.json").unlink()
-    assert_clean_error(run_script("dqn_atari.py", "--load-model", model, cwd=tmp_path), "args.json")
+    # SpaceInvaders has 6 actions, Breakout 4
+    assert_bad_models_refused(
+        "dqn_atari.py", q_network.state_dict(), vars(dqn_atari.Args()), "BreakoutNoFrameskip-v4", tmp_path
+    )
 
 
 # ======================================================================================================================

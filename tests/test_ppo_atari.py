@@ -17,6 +17,7 @@ from ale_py.vector_env import AtariVectorEnv
 from conftest import (
     PPO_TAGS,
     ROOT,
+    assert_bad_models_refused,
     assert_clean_error,
     assert_hub_folder,
     assert_ok,
@@ -230,22 +231,11 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 
 
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):
-    run_dir = tmp_path / "runs" / "saved"
-    run_dir.mkdir(parents=True)
-    model = run_dir / "model.pt"
-    args = vars(ppo_atari.Args())
-    (run_dir / "args.json").write_text(json.dumps(args))
     agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
-    torch.save(agent.state_dict(), model)
-    model.write_bytes(model.read_bytes()[:200])  # truncated file
-    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
-
-    torch.save(agent.state_dict(), model)  # Breakout has 4 actions, Pong 6
-    (run_dir / "args.json").write_text(json.dumps({**args, "env_id": "PongNoFrameskip-v4"}))
-    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "cannot load")
-
-    (run_dir / "args.json").unlink()
-    assert_clean_error(run_script("ppo_atari.py", "--load-model", model, cwd=tmp_path), "args.json")
+    # Breakout has 4 actions, Pong 6
+    assert_bad_models_refused(
+        "ppo_atari.py", agent.state_dict(), vars(ppo_atari.Args()), "PongNoFrameskip-v4", tmp_path
+    )
 
 
 # ======================================================================================================================
