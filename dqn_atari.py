@@ -7,8 +7,8 @@ is a copy of the online network refreshed every `target_network_frequency` steps
 https://www.nature.com/articles/nature14236; `--double-dqn`: van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461
 (the online network picks a', the target network values it). Defaults are those of the RL Zoo configuration that
 course unit 3 trains SpaceInvadersNoFrameskip-v4 with: 10M steps, buffer 100k, Adam lr 1e-4, batch 32, learning
-starts 100k, target copied every 1,000 steps, train every 4 steps (1 gradient step), epsilon 1.0 -> 0.01 over the
-first 10% of the steps, gradients clipped at norm 10 (Stable-Baselines3's default).
+starts 100k (random actions until then), target copied every 1,000 steps, train every 4 steps (1 gradient step),
+epsilon 1.0 -> 0.01 over the first 10% of the steps, gradients clipped at norm 10 (Stable-Baselines3's default).
 
 The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4 with a max-pool
 over the last two frames, 84x84 grayscale, a stack of 4 frames, up to 30 no-op starts and FIRE on reset. The agent
@@ -125,7 +125,7 @@ class Args:
     exploration_fraction: float = 0.1
     """the fraction of `total-timesteps` it takes from start-e to go end-e"""
     learning_starts: int = 100_000
-    """timestep to start learning"""
+    """timestep to start learning; until then the agent acts uniformly at random to fill the replay memory"""
     train_frequency: int = 4
     """the frequency of training (in steps of the vector env)"""
     gradient_steps: int = 1
@@ -874,15 +874,17 @@ def main(args: Args):
     obs = torch.as_tensor(obs, device=device)
     rb.start(obs[:, -1])
     num_iterations = args.total_timesteps // args.num_envs
+    exploration_steps = args.exploration_fraction * args.total_timesteps
     for iteration in range(start_iteration + 1, num_iterations + 1):
         global_step = iteration * args.num_envs
 
         # ==============================================================================================================
-        # Acting: epsilon-greedy, epsilon annealed linearly over the first exploration_fraction of the steps
+        # Acting: uniformly random while the replay memory warms up (until learning starts, as Stable-Baselines3
+        # fills it), then epsilon-greedy, epsilon annealed linearly over the first exploration_fraction of the steps
         # ==============================================================================================================
-        epsilon = linear_schedule(
-            args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step
-        )
+        epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
+        if global_step <= args.learning_starts:
+            epsilon = 1.0
         actions = epsilon_greedy(q_network, obs, epsilon, num_actions, rng)
         next_obs_np, rewards, terminated, truncated, infos = envs.step(actions)
         next_obs = torch.as_tensor(next_obs_np, device=device)

@@ -377,7 +377,8 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
     assert int(final["replay_buffer"]["valid"].sum()) >= 990 - 2 * 50  # full again (a slot per game end is spent)
     epsilons = dict(read_scalars(only_run_dir(tmp_path))["charts/epsilon"])
     assert sorted(epsilons) == list(range(100, 1601, 100))  # one point per 100 steps, none twice
-    assert epsilons[1600] == pytest.approx(0.01)
+    assert epsilons[100] == epsilons[200] == 1.0  # uniformly random while the memory warms up (200 steps)
+    assert epsilons[300] == epsilons[1600] == pytest.approx(0.01)  # the schedule (160 steps) has run out
 
 
 def test_bad_checkpoints_are_refused(tmp_path):
