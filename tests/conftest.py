@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,23 @@ def assert_clean_error(proc, *needles):
     assert len(lines) == 1, proc.stderr
     for needle in needles:
         assert needle.lower() in lines[0].lower(), lines[0]
+
+
+def assert_refused(script, *args, needles, cwd, env=None):
+    """Bad input seen from the shell: one line on stderr naming the problem, a non-zero exit, nothing under runs/."""
+    assert_clean_error(run_script(script, *args, cwd=cwd, env=env), *needles)
+    assert not (Path(cwd) / "runs").exists()
+
+
+def assert_upload_needs_a_token(script, repo_id, cwd):
+    """A Hub upload without a Hugging Face token is refused before any training."""
+    no_token = {"HF_HOME": str(Path(cwd) / "hf"), "HF_TOKEN": ""}
+    assert_refused(script, "--hf-repo-id", repo_id, needles=("token",), cwd=cwd, env=no_token)
+
+
+def eval_line(stdout):
+    """The line in which a script reports its evaluation."""
+    return re.search(r"^evaluation over .*$", stdout, re.M).group(0)
 
 
 def assert_refused_in_process(module, argv, needle, cwd, monkeypatch):

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
-    assert_clean_error,
     assert_hub_folder,
     assert_ok,
+    assert_refused,
     assert_refused_in_process,
+    assert_upload_needs_a_token,
+    eval_line,
     only_run_dir,
     read_results,
     read_scalars,
@@ -202,10 +204,6 @@ def test_unsupported_spaces_are_one_clean_line(env_class, needle, capsys):
 # ---------------------------------------------------------------------------------------------------- whole runs
 
 
-def eval_line(stdout):
-    return re.search(r"^evaluation over .*$", stdout, re.M).group(0)
-
-
 def test_box_actions_train_save_and_reload_with_frozen_statistics(tmp_path):
     """Pendulum (Box actions): normalisation on by default; the statistics go into model.pt and come back."""
     train_dir, load_dir = tmp_path / "train", tmp_path / "load"
@@ -324,10 +322,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch, args, needle)
     ],
 )
 def test_bad_input_is_one_clean_line(workdir, args, needle):
-    """The same, seen from the shell: one line on stderr, a non-zero exit, no traceback."""
-    proc = run_script(SCRIPT, *args, cwd=workdir)
-    assert_clean_error(proc, needle)
-    assert not (workdir / "runs").exists()
+    assert_refused(SCRIPT, *args, needles=(needle,), cwd=workdir)
 
 
 @pytest.fixture
@@ -380,7 +375,4 @@ def test_valid_saved_model_loads_and_a_missing_args_json_is_one_clean_line(saved
 
 
 def test_upload_without_a_token_stops_before_training(workdir):
-    proc = run_script(SCRIPT, "--hf-repo-id", "someone/a2c-PandaReachDense-v3",
-                      cwd=workdir, env={"HF_HOME": str(workdir / "hf"), "HF_TOKEN": ""})  # fmt: skip
-    assert_clean_error(proc, "token")
-    assert not (workdir / "runs").exists()
+    assert_upload_needs_a_token(SCRIPT, "someone/a2c-PandaReachDense-v3", workdir)

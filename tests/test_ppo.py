@@ -12,6 +12,8 @@ from conftest import (
     assert_clean_error,
     assert_hub_folder,
     assert_ok,
+    assert_refused,
+    assert_upload_needs_a_token,
     only_run_dir,
     read_results,
     read_scalars,
@@ -191,15 +193,11 @@ def test_track_offline_leaves_a_wandb_run(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
-    assert_clean_error(run_script("ppo.py", *args, cwd=tmp_path, env=FAKE_ENVS), *needles)
-    assert not (tmp_path / "runs").exists()
+    assert_refused("ppo.py", *args, needles=needles, cwd=tmp_path, env=FAKE_ENVS)
 
 
-def test_upload_without_a_token_is_refused_before_training(tmp_path):
-    no_token = {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": ""}
-    proc = run_script("ppo.py", "--hf-repo-id", "someone/ppo-CartPole-v1", cwd=tmp_path, env=no_token)
-    assert_clean_error(proc, "token")
-    assert not (tmp_path / "runs").exists()
+def test_upload_without_a_token_stops_before_training(tmp_path):
+    assert_upload_needs_a_token("ppo.py", "someone/ppo-CartPole-v1", tmp_path)
 
 
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):

@@ -21,6 +21,7 @@ from conftest import (
     assert_clean_error,
     assert_hub_folder,
     assert_ok,
+    assert_refused,
     only_run_dir,
     read_results,
     read_scalars,
@@ -226,8 +227,7 @@ def test_v5_id_runs_with_sticky_actions(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
-    assert_clean_error(run_script("ppo_atari.py", *args, cwd=tmp_path), *needles)
-    assert not (tmp_path / "runs").exists()
+    assert_refused("ppo_atari.py", *args, needles=needles, cwd=tmp_path)
 
 
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):

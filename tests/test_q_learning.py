@@ -10,7 +10,16 @@ from collections import Counter
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_clean_error, assert_ok, only_run_dir, read_results, read_scalars, run_script
+from conftest import (
+    assert_clean_error,
+    assert_ok,
+    assert_refused,
+    assert_upload_needs_a_token,
+    only_run_dir,
+    read_results,
+    read_scalars,
+    run_script,
+)
 
 import q_learning
 
@@ -302,9 +311,7 @@ def saved_model(tmp_path):
     ],
 )
 def test_bad_input_is_one_clean_line(workdir, args, needle):
-    proc = run_script(SCRIPT, *args, cwd=workdir)
-    assert_clean_error(proc, needle)
-    assert not (workdir / "runs").exists()
+    assert_refused(SCRIPT, *args, needles=(needle,), cwd=workdir)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +331,5 @@ def test_bad_saved_model_is_one_clean_line(workdir, saved_model, write, needle):
     assert not (workdir / "runs").exists()
 
 
-def test_upload_without_a_token_stops_before_training(workdir, monkeypatch):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    proc = run_script(SCRIPT, "--hf-repo-id", "someone/q-FrozenLake", cwd=workdir, env={"HF_HOME": str(workdir / "hf")})
-    assert_clean_error(proc, "token")
+def test_upload_without_a_token_stops_before_training(workdir):
+    assert_upload_needs_a_token(SCRIPT, "someone/q-FrozenLake", workdir)

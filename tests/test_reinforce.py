@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
-    assert_clean_error,
     assert_hub_folder,
     assert_ok,
+    assert_refused,
     assert_refused_in_process,
+    assert_upload_needs_a_token,
+    eval_line,
     only_run_dir,
     read_results,
     read_scalars,
@@ -133,10 +135,6 @@ def test_each_env_plays_exactly_one_episode():
 # ---------------------------------------------------------------------------------------------------- whole runs
 
 
-def eval_line(stdout):
-    return re.search(r"^evaluation over .*$", stdout, re.M).group(0)
-
-
 def test_smoke_save_reload_video_tracking_and_hub_folder(tmp_path):
     train_dir, load_dir = tmp_path / "train", tmp_path / "load"
     train_dir.mkdir()
@@ -217,10 +215,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch, args, needle)
     ],
 )
 def test_bad_input_is_one_clean_line(workdir, args, needle):
-    """The same, seen from the shell: one line on stderr, a non-zero exit, no traceback."""
-    proc = run_script(SCRIPT, *args, cwd=workdir)
-    assert_clean_error(proc, needle)
-    assert not (workdir / "runs").exists()
+    assert_refused(SCRIPT, *args, needles=(needle,), cwd=workdir)
 
 
 class MultiDiscreteEnv(gym.Env):
@@ -273,7 +268,4 @@ def test_missing_args_json_is_one_clean_line(saved_model):
 
 
 def test_upload_without_a_token_stops_before_training(workdir):
-    proc = run_script(SCRIPT, "--hf-repo-id", "someone/Reinforce-CartPole-v1",
-                      cwd=workdir, env={"HF_HOME": str(workdir / "hf"), "HF_TOKEN": ""})  # fmt: skip
-    assert_clean_error(proc, "token")
-    assert not (workdir / "runs").exists()
+    assert_upload_needs_a_token(SCRIPT, "someone/Reinforce-CartPole-v1", workdir)
