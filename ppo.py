@@ -215,6 +215,19 @@ def check_spaces(gym_id: str):
         fail(f"{gym_id} has action space {action_space}; ppo.py handles Discrete and Box actions")
 
 
+class SeededResets(gym.Wrapper):
+    """panda-gym 3.0.7 re-seeds its goal sampler from the operating system at every reset that gets no seed (the
+    autoresets of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a
+    seed drawn from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.seeds = np.random.default_rng(seed)
+        elif hasattr(self, "seeds"):
+            seed = int(self.seeds.integers(2**31))
+        return self.env.reset(seed=seed, options=options)
+
+
 def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluation: bool = False):
     """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
     usual schedule, or only the first episode of an evaluation."""
@@ -227,6 +240,8 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
             prefix = "eval" if evaluation else "train"
             env = gym.make(gym_id, render_mode="rgb_array")
             env = gym.wrappers.RecordVideo(env, video_folder, episode_trigger=trigger, name_prefix=prefix)
+        if gym_id.rpartition(":")[2].startswith("Panda"):
+            env = SeededResets(env)
         if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
             env = gym.wrappers.FlattenObservation(env)
         return env

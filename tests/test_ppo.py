@@ -132,6 +132,18 @@ def test_every_episode_of_every_env_is_logged(tmp_path):
     assert steps.count(40) == 4  # all four envs end an episode in their 10th step
 
 
+def test_panda_runs_repeat_with_the_same_seed(tmp_path):
+    """panda-gym draws a fresh goal seed from the OS at every unseeded reset (each autoreset): make_env seeds them."""
+    curves = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        proc = run_script("ppo.py", "--env-id", "PandaReachDense-v3", *TINY, "--eval-episodes", 0, cwd=tmp_path / name)
+        assert_ok(proc)
+        curves.append(read_scalars(only_run_dir(tmp_path / name))["charts/episodic_return"])
+    assert len(curves[0]) >= 2 * 10  # 50-step episodes: every env went through several autoresets
+    assert curves[0] == curves[1]
+
+
 def test_save_load_evaluate_round_trip(tmp_path):
     assert_ok(run_script("ppo.py", *TINY, "--save-model", cwd=tmp_path))
     run_dir = only_run_dir(tmp_path)
