@@ -69,7 +69,7 @@ TASKS = [
          "152.6 +/- 20.5: 1M steps is the edge of this budget for some seeds"),
     Task("ppo_atari-breakout", "ppo_atari.py", ["--total-timesteps", "1000000"], "1M steps (default 10M)", [1, 2],
          None, f"CleanRL ppo_atari.py: 414.66 +/- 28.09 at 10M; {RL_ZOO} PPO: 398.0 +/- 33.3 at 10M",
-         "10% of the default budget, and the references' budget: neither publishes a figure at 1M"),
+         "10% of the default budget and of the references' (neither publishes a figure at 1M)"),
     Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
          "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps"),
@@ -207,8 +207,9 @@ def report():
         wall = statistics.median(run["wall_s"] for run in runs)
         passed = "" if task.pass_mark is None else (" (all pass)" if min(results) >= task.pass_mark else " (not all)")
         note = f" {task.note}." if task.note else ""
+        spread = f" +/- {np.std(means):.2f}" if len(runs) > 1 else " (one seed)"
         lines.append(
-            f"| {task.name} | `{task.script}`, {task.budget} | {seeds} | {np.mean(means):.2f} +/- {np.std(means):.2f} "
+            f"| {task.name} | `{task.script}`, {task.budget} | {seeds} | {np.mean(means):.2f}{spread} "
             f"| {statistics.median(results):.2f} ({min(results):.2f}){passed} | {mark} | {wall:.0f} s | {sps_text} "
             f"| {task.reference}.{note} |"
         )
