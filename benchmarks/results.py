@@ -4,6 +4,7 @@
     python benchmarks/results.py --tasks ppo-cartpole     # some tasks only
     python benchmarks/results.py --report                 # only rewrite results/README.md and the plots
     python benchmarks/results.py --list                   # the tasks, their commands and budgets
+    python benchmarks/results.py --tasks ppo_atari-breakout --peers   # also SB3 on the same budget (Atari tasks)
 
 Each run trains with the committed script and a fixed seed in results/runs/<task>/seed<k>/ (not kept in git), then
 its summary goes to results/data/<task>__seed<k>.json: the command, the wall time of the whole process, the SPS, the
@@ -11,6 +12,11 @@ final evaluation (the script's own, as the course scores it) and the training cu
 table (results/README.md) and the plots (results/<task>.png: mean and min-max over seeds, x = environment steps) are
 made from those files only, so runs can be spread over several sessions: what is missing is labelled as missing.
 Run one task at a time on a 2-core machine; the wall times are only comparable on a quiet one.
+
+A task with a peer (the Atari ones) also trains Stable-Baselines3 on the same game for the same steps with the same
+hyperparameters (benchmarks/sb3_atari.py, in its own venv), evaluated as our script evaluates: its summary goes to
+results/data/<task>__sb3__seed<k>.json, and the table and plot show it beside ours (`--peers` runs them too: about
+70 min for SB3 PPO on Breakout at 1M steps here).
 """
 
 import argparse
@@ -25,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_atari
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +50,8 @@ class Task:
     reference: str = ""
     note: str = ""
     extra_env: dict = field(default_factory=dict)
+    peer: tuple[str, dict] | None = None  # SB3's algorithm and the bench_atari config it trains with (same budget)
+    peer_seeds: list[int] = field(default_factory=list)
 
 
 TASKS = [
@@ -69,7 +78,8 @@ TASKS = [
          "152.6 +/- 20.5: 1M steps is the edge of this budget for some seeds"),
     Task("ppo_atari-breakout", "ppo_atari.py", ["--total-timesteps", "1000000"], "1M steps (default 10M)", [1, 2],
          None, f"CleanRL ppo_atari.py: 414.66 +/- 28.09 at 10M; {RL_ZOO} PPO: 398.0 +/- 33.3 at 10M",
-         "10% of the default budget and of the references' (neither publishes a figure at 1M)"),
+         "10% of the default budget and of the references' (neither publishes a figure at 1M)",
+         peer=("ppo", bench_atari.PPO | dict(total_timesteps=1_000_000)), peer_seeds=[1]),
     Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
          "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps"),
@@ -126,6 +136,44 @@ def train(task: Task, seed: int):
     print(f"    {summary['mean_reward']:.2f} +/- {summary['std_reward']:.2f} (result {result:.2f}) in {wall:.0f} s")
 
 
+def peer_path(task: Task, seed: int) -> Path:
+    return RESULTS / "data" / f"{task.name}__sb3__seed{seed}.json"
+
+
+def train_peer(task: Task, seed: int):
+    """One run of SB3 with the task's peer config and this seed, whole process timed; its summary to results/data."""
+    algo, config = task.peer
+    config = config | dict(seed=seed)
+    workdir = RESULTS / "runs" / f"{task.name}-sb3" / f"seed{seed}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    command = [bench_atari.sb3_python(), str(ROOT / "benchmarks" / "sb3_atari.py"), algo, json.dumps(config), "out"]
+    print(f"[{time.strftime('%H:%M:%S')}] {task.name}, SB3 {algo.upper()}, seed {seed}", flush=True)
+    start = time.time()
+    with open(workdir / "stdout.txt", "w") as log:
+        proc = subprocess.run(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"{task.name} SB3 seed {seed} failed (exit {proc.returncode}); see {workdir / 'stdout.txt'}")
+    record_peer(task, seed, workdir / "out", time.time() - start)
+
+
+def record_peer(task: Task, seed: int, out: Path, wall: float):
+    """The summary of an SB3 run (sb3_atari.py's curve.json and results.json in `out`) in the format of ours."""
+    algo, config = task.peer
+    evaluation = json.loads((out / "results.json").read_text())
+    config = config | dict(seed=seed)
+    summary = dict(
+        task=task.name, seed=seed, command=f"benchmarks/sb3_atari.py {algo} '{json.dumps(config)}' out",
+        wall_s=round(wall, 1), sps=round(config["total_timesteps"] / wall), mean_reward=evaluation["mean_reward"],
+        std_reward=evaluation["std_reward"], n_evaluation_episodes=evaluation["n_evaluation_episodes"],
+        date=time.strftime("%Y-%m-%d"), machine=machine(), curve=json.loads((out / "curve.json").read_text()),
+    )  # fmt: skip
+    peer_path(task, seed).write_text(json.dumps(summary))
+    result = summary["mean_reward"] - summary["std_reward"]
+    mean, std = summary["mean_reward"], summary["std_reward"]
+    print(f"    SB3: {mean:.2f} +/- {std:.2f} (result {result:.2f}) in {wall:.0f} s")
+
+
 def machine() -> str:
     cpu = platform.machine()
     if Path("/proc/cpuinfo").exists():
@@ -134,21 +182,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def load(task: Task) -> list[dict]:
-    """The recorded runs of a task, by seed."""
-    runs = [json.loads(path.read_text()) for path in (RESULTS / "data").glob(f"{task.name}__seed*.json")]
+def load(task: Task, peer: bool = False) -> list[dict]:
+    """The recorded runs of a task (or of its SB3 peer), by seed."""
+    pattern = f"{task.name}__sb3__seed*.json" if peer else f"{task.name}__seed*.json"
+    runs = [json.loads(path.read_text()) for path in (RESULTS / "data").glob(pattern)]
     return sorted(runs, key=lambda run: run["seed"])
 
 
-def plot(task: Task, runs: list[dict]):
-    """Mean over seeds (and min-max) of the training returns, each seed's curve averaged in bins of steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    end = max(max(step for step, _ in run["curve"]) for run in runs)
-    edges = np.linspace(0, end, 51)
+def binned_curves(runs: list[dict], edges: np.ndarray) -> np.ndarray:
+    """Each run's training returns averaged in bins of steps: [run, bin]."""
     centres = (edges[:-1] + edges[1:]) / 2
     binned = []
     for run in runs:
@@ -157,11 +199,28 @@ def plot(task: Task, runs: list[dict]):
         means = np.array([returns[which == b].mean() if (which == b).any() else np.nan for b in range(len(centres))])
         valid = ~np.isnan(means)  # bins without a finished episode: carried from their neighbours
         binned.append(np.interp(centres, centres[valid], means[valid]))
-    binned = np.array(binned)
+    return np.array(binned)
+
+
+def plot(task: Task, runs: list[dict], peers: list[dict]):
+    """Mean over seeds (and min-max) of the training returns, each seed's curve averaged in bins of steps; the SB3
+    peer's beside it where it was run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end = max(max(step for step, _ in run["curve"]) for run in runs + peers)
+    edges = np.linspace(0, end, 51)
+    centres = (edges[:-1] + edges[1:]) / 2
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=110)
-    axes.plot(centres, binned.mean(0), label=f"mean of {len(runs)} seed(s)")
-    if len(runs) > 1:
-        axes.fill_between(centres, binned.min(0), binned.max(0), alpha=0.25, label="min - max")
+    for group, label in ((runs, task.script), (peers, f"SB3 {task.peer[0].upper()}" if task.peer else "")):
+        if not group:
+            continue
+        binned = binned_curves(group, edges)
+        axes.plot(centres, binned.mean(0), label=f"{label}, mean of {len(group)} seed(s)")
+        if len(group) > 1:
+            axes.fill_between(centres, binned.min(0), binned.max(0), alpha=0.25, label=f"{label}, min - max")
     if task.pass_mark is not None:
         axes.axhline(task.pass_mark, color="grey", linestyle="--", linewidth=1, label="course pass mark (mean - std)")
     axes.set_title(f"{task.name}, {task.budget}", fontsize=9)
@@ -172,6 +231,25 @@ def plot(task: Task, runs: list[dict]):
     figure.tight_layout()
     figure.savefig(RESULTS / f"{task.name}.png")
     plt.close(figure)
+
+
+def table_row(task: Task, runs: list[dict], name: str, what: str, reference: str, expected=None) -> str:
+    """One row of the results table: the runs of one task (ours or the peer's) summarised over their seeds."""
+    means = [run["mean_reward"] for run in runs]
+    results = [run["mean_reward"] - run["std_reward"] for run in runs]
+    seeds = ", ".join(str(run["seed"]) for run in runs)
+    missing = sorted(set(task.seeds if expected is None else expected) - {run["seed"] for run in runs})
+    seeds += f" (seed {', '.join(map(str, missing))} not run yet)" if missing else ""
+    sps = [run["sps"] for run in runs if run["sps"]]
+    sps_text = f"{statistics.median(sps):,.0f}" if sps else ""
+    wall = statistics.median(run["wall_s"] for run in runs)
+    mark = "" if task.pass_mark is None else f"{task.pass_mark:g}"
+    passed = "" if task.pass_mark is None else (" (all pass)" if min(results) >= task.pass_mark else " (not all)")
+    spread = f" +/- {np.std(means):.2f}" if len(runs) > 1 else " (one seed)"
+    return (
+        f"| {name} | {what} | {seeds} | {np.mean(means):.2f}{spread} | {statistics.median(results):.2f} "
+        f"({min(results):.2f}){passed} | {mark} | {wall:.0f} s | {sps_text} | {reference} |"
+    )
 
 
 def report():
@@ -190,47 +268,43 @@ def report():
     ]
     plots, machines = [], set()
     for task in TASKS:
-        runs = load(task)
+        runs, peers = load(task), load(task, peer=True)
         mark = "" if task.pass_mark is None else f"{task.pass_mark:g}"
         if not runs:
             lines.append(
                 f"| {task.name} | `{task.script}`, {task.budget} | not run yet | | | {mark} | | | {task.reference} |"
             )
             continue
-        means = [run["mean_reward"] for run in runs]
-        results = [run["mean_reward"] - run["std_reward"] for run in runs]
-        seeds = ", ".join(str(run["seed"]) for run in runs)
-        missing = sorted(set(task.seeds) - {run["seed"] for run in runs})
-        seeds += f" (seed {', '.join(map(str, missing))} not run yet)" if missing else ""
-        sps = [run["sps"] for run in runs if run["sps"]]
-        sps_text = f"{statistics.median(sps):,.0f}" if sps else ""
-        wall = statistics.median(run["wall_s"] for run in runs)
-        passed = "" if task.pass_mark is None else (" (all pass)" if min(results) >= task.pass_mark else " (not all)")
         note = f" {task.note}." if task.note else ""
-        spread = f" +/- {np.std(means):.2f}" if len(runs) > 1 else " (one seed)"
-        lines.append(
-            f"| {task.name} | `{task.script}`, {task.budget} | {seeds} | {np.mean(means):.2f}{spread} "
-            f"| {statistics.median(results):.2f} ({min(results):.2f}){passed} | {mark} | {wall:.0f} s | {sps_text} "
-            f"| {task.reference}.{note} |"
-        )
-        machines |= {run["machine"] for run in runs}
+        lines.append(table_row(task, runs, task.name, f"`{task.script}`, {task.budget}", f"{task.reference}.{note}"))
+        if peers:
+            algo = task.peer[0].upper()
+            what = f"`benchmarks/sb3_atari.py {task.peer[0]}`, {task.peer[1]['total_timesteps']:,} steps"
+            about = f"Stable-Baselines3 {algo}, {task.script}'s hyperparameters, same game, steps and evaluation"
+            lines.append(table_row(task, peers, f"{task.name} (SB3 {algo})", what, about, expected=task.peer_seeds))
+        machines |= {run["machine"] for run in runs + peers}
         if any(run["curve"] for run in runs):
-            plot(task, [run for run in runs if run["curve"]])
+            plot(task, [run for run in runs if run["curve"]], [run for run in peers if run["curve"]])
             plots.append(f"### {task.name}\n\n![{task.name}]({task.name}.png)\n")
     lines += ["", f"Machine: {'; '.join(sorted(machines))}, no GPU.", "", "## Each run", ""]
     lines += ["| task | seed | evaluation | result | wall time | date |", "|---|---|---|---|---|---|"]
     for task in TASKS:
-        for run in load(task):
-            result = run["mean_reward"] - run["std_reward"]
-            lines.append(
-                f"| {task.name} | {run['seed']} | {run['mean_reward']:.2f} +/- {run['std_reward']:.2f} "
-                f"({run['n_evaluation_episodes']} episodes) | {result:.2f} | {run['wall_s']:.0f} s | {run['date']} |"
-            )
+        for label, runs in ((task.name, load(task)), (f"{task.name} (SB3)", load(task, peer=True))):
+            for run in runs:
+                result = run["mean_reward"] - run["std_reward"]
+                evaluation = (
+                    f"{run['mean_reward']:.2f} +/- {run['std_reward']:.2f} ({run['n_evaluation_episodes']} episodes)"
+                )
+                lines.append(
+                    f"| {label} | {run['seed']} | {evaluation} | {result:.2f} | {run['wall_s']:.0f} s | {run['date']} |"
+                )
     lines += ["", "## Learning curves", "", *plots]
     lines += ["## Commands", "", "```"]
     lines += [
         f"python {task.script} {' '.join(task.args)} --seed <seed>   # {task.name}".replace("  ", " ") for task in TASKS
     ]
+    peers = [task.name for task in TASKS if task.peer]
+    lines += [f"python benchmarks/results.py --tasks {name} --peers   # and SB3 beside it" for name in peers]
     lines += ["```", ""]
     (RESULTS / "README.md").write_text("\n".join(lines))
     print(f"wrote {RESULTS / 'README.md'}")
@@ -243,10 +317,12 @@ def main():
     parser.add_argument("--force", action="store_true", help="run again what is already recorded")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots")
     parser.add_argument("--list", action="store_true", help="print the tasks and exit")
+    parser.add_argument("--peers", action="store_true", help="also train the SB3 peers of the tasks (Atari; long)")
     options = parser.parse_args()
     if options.list:
         for task in TASKS:
-            print(f"{task.name}: python {task.script} {' '.join(task.args)} ({task.budget}; seeds {task.seeds})")
+            peer = f"; SB3 {task.peer[0].upper()} beside it, seeds {task.peer_seeds}" if task.peer else ""
+            print(f"{task.name}: python {task.script} {' '.join(task.args)} ({task.budget}; seeds {task.seeds}{peer})")
         return
     if not options.report:
         for name in options.tasks:
@@ -254,6 +330,9 @@ def main():
             for seed in options.seeds or task.seeds:
                 if options.force or not data_path(task, seed).exists():
                     train(task, seed)
+            for seed in (options.seeds or task.peer_seeds) if options.peers and task.peer else []:
+                if options.force or not peer_path(task, seed).exists():
+                    train_peer(task, seed)
     report()
 
 
