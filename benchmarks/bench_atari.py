@@ -4,6 +4,8 @@
     python benchmarks/bench_atari.py --threads            # also: the torch / env thread split of ppo_atari.py
     python benchmarks/bench_atari.py --rollout-ablation   # also: keeping log-probs and values in the rollout
     python benchmarks/bench_atari.py --torchrun           # also: ppo_atari.py on 1 and 2 processes, all-reduce cost
+    python benchmarks/bench_atari.py --breakdown          # also: where a ppo_atari.py process spends its time
+    python benchmarks/bench_atari.py --algos ppo --ppo-steps 102400 --repeat 1 --skip-memory   # a longer PPO row
 
 - PPO, BreakoutNoFrameskip-v4, CleanRL's ppo_atari.py hyperparameters (8 envs x 128 steps, 4 x 4 minibatch epochs),
   10,240 steps: whole-process SPS (start-up included, no evaluation).
@@ -103,11 +105,14 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def speed(python: str, repeat: int, algos: list[str]):
+def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["total_timesteps"]):
     print(f"\n### Speed: whole process, start-up included, median of {repeat} run(s) each, interleaved\n", flush=True)
     print("| | steps | wall | SPS | vs CleanRL (measured before) | vs SB3 (this run) |")
     print("|---|---|---|---|---|---|")
-    configs = {"ppo": (PPO, "PPO, Breakout"), "dqn": (DQN, "DQN, SpaceInvaders, 5k warm-up")}
+    configs = {
+        "ppo": (PPO | dict(total_timesteps=ppo_steps), "PPO, Breakout"),
+        "dqn": (DQN, "DQN, SpaceInvaders, 5k warm-up"),
+    }
     for algo in algos:
         config, label = configs[algo]
         steps = config["total_timesteps"]
@@ -117,11 +122,13 @@ def speed(python: str, repeat: int, algos: list[str]):
             walls_sb3.append(sb3(python, algo, config)[0])
         wall_ours, wall_sb3 = statistics.median(walls_ours), statistics.median(walls_sb3)
         sps_ours, sps_sb3 = steps / wall_ours, steps / wall_sb3
-        print(f"| {algo}_atari.py ({label}) | {steps:,} | {wall_ours:.1f} s | **{sps_ours:.0f}** | "
-              f"{sps_ours / CLEANRL[algo]:.2f}x | {sps_ours / sps_sb3:.2f}x |")  # fmt: skip
-        print(f"| SB3 {algo.upper()} | {steps:,} | {wall_sb3:.1f} s | {sps_sb3:.0f} | "
-              f"{sps_sb3 / CLEANRL[algo]:.2f}x | 1.00x |")  # fmt: skip
-        print(f"| CleanRL {algo}_atari.py (measured before) | {steps:,} | | {CLEANRL[algo]} | 1.00x | |", flush=True)
+        cleanrl = CLEANRL[algo] if steps == (PPO if algo == "ppo" else DQN)["total_timesteps"] else None
+        ratio_ours, ratio_sb3 = (f"{sps / cleanrl:.2f}x" if cleanrl else "" for sps in (sps_ours, sps_sb3))
+        print(f"| {algo}_atari.py ({label}) | {steps:,} | {wall_ours:.1f} s | **{sps_ours:.0f}** | {ratio_ours} | "
+              f"{sps_ours / sps_sb3:.2f}x |")  # fmt: skip
+        print(f"| SB3 {algo.upper()} | {steps:,} | {wall_sb3:.1f} s | {sps_sb3:.0f} | {ratio_sb3} | 1.00x |")
+        if cleanrl:  # measured at this length only
+            print(f"| CleanRL {algo}_atari.py (measured before) | {steps:,} | | {cleanrl} | 1.00x | |", flush=True)
 
 
 def memory(python: str, sizes=(10_000, 30_000)):
@@ -202,6 +209,133 @@ def rollout_ablation(iterations: int = 5):
         print(f"| {label} | {rollout:.2f} s | {whole:.2f} s | {1024 / whole:.0f} |")
 
 
+def breakdown(repeat: int = 3):
+    """Where a whole 10,240-step ppo_atari.py process spends its time: its start-up, phase by phase, and one iteration
+    (rollout forwards, game steps, updates), each measured in a fresh interpreter by breakdown_child(); medians over
+    `repeat` processes. The sum is what a serial process of 10 iterations costs at these figures."""
+    runs = []
+    for _ in range(repeat):
+        launched = time.time()
+        child = [sys.executable, str(Path(__file__).resolve()), "--breakdown-child", str(launched)]
+        runs.append(json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout))
+    phases = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+    startup = [
+        ("interpreter start", "interpreter"),
+        ("imports (torch, gymnasium, ale_py, tyro, tensorboard)", "imports"),
+        ("8 games built (ALE loads the ROM in each, one core, GIL held)", "env_construction"),
+        ("network and first torch.optim optimizer (it imports torch._dynamo)", "optimizer"),
+        ("TensorBoard writer", "writer"),
+        ("reset: no-op starts of 8 games", "reset"),
+        ("first iteration's extra time (oneDNN kernels built for each shape)", "first_iteration_extra"),
+    ]
+    loop = [
+        ("policy forwards (128 x batch 8, inference mode)", "forwards"),
+        ("game steps (128 x 8 games, 2 C++ threads)", "game_steps"),
+        ("advantages (GAE) and bootstrap values", "advantages"),
+        ("updates (4 epochs x 4 minibatches of 256)", "updates"),
+    ]
+    iterations = PPO["total_timesteps"] // 1024
+    total_startup = sum(phases[key] for _, key in startup)
+    per_iteration = sum(phases[key] for _, key in loop)
+    steps = PPO["total_timesteps"]
+    print(f"\n### ppo_atari.py: where a {steps:,}-step process spends its time (medians of {repeat})\n")
+    print("| phase | seconds |\n|---|---|")
+    for label, key in startup:
+        print(f"| start-up: {label} | {phases[key]:.2f} |")
+    print(f"| **start-up in all** | **{total_startup:.2f}** |")
+    for label, key in loop:
+        print(f"| per iteration of 1,024 steps: {label} | {phases[key]:.2f} |")
+    print(f"| **one iteration in all** ({1024 / per_iteration:.0f} SPS) | **{per_iteration:.2f}** |")
+    whole = total_startup + iterations * per_iteration
+    print(
+        f"\nA process of {iterations} iterations at these figures: {whole:.1f} s, {PPO['total_timesteps'] / whole:.0f} "
+        f"SPS; with no start-up at all: {1024 / per_iteration:.0f} SPS.",
+        flush=True,
+    )
+
+
+def breakdown_child(launched: float):
+    """The phases of breakdown(), in this fresh interpreter, as one JSON line on stdout."""
+    times = {"interpreter": time.time() - launched}
+    start = time.perf_counter()
+
+    def lap(name: str):
+        nonlocal start
+        now = time.perf_counter()
+        times[name] = times.get(name, 0.0) + now - start
+        start = now
+
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    import ppo_atari
+
+    lap("imports")
+    args = ppo_atari.Args(**{k: v for k, v in PPO.items() if k != "total_timesteps"}, game="breakout")
+    ppo_atari.check_args(args)
+    torch.set_num_threads(args.torch_threads)
+    envs = ppo_atari.AtariGames(args, args.num_envs)
+    lap("env_construction")
+    agent = ppo_atari.Agent(envs.single_observation_space, envs.single_action_space)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    lap("optimizer")
+    with tempfile.TemporaryDirectory() as folder:
+        writer = SummaryWriter(folder)
+        lap("writer")
+        next_obs = torch.as_tensor(envs.reset(seed=1)[0])
+        lap("reset")
+        frames = torch.zeros((128, 8, 84, 84, 4), dtype=torch.uint8)
+        obs = frames.movedim(-1, -3)
+        actions, logprobs, values = torch.zeros((128, 8), dtype=torch.long), torch.zeros(128, 8), torch.zeros(128, 8)
+        rewards, terminations = np.zeros((128, 8), dtype=np.float32), np.zeros((128, 8), dtype=np.float32)
+        iterations = []
+        for _ in range(4):
+            before = dict(times)
+            for step in range(128):
+                obs[step] = next_obs
+                with torch.inference_mode():
+                    action, logprobs[step], values[step] = agent.get_action_and_value(next_obs)
+                    actions[step] = action
+                lap("forwards")
+                next_obs_np, rewards[step], terminations[step], _, _ = envs.step(action.numpy())
+                next_obs = torch.as_tensor(next_obs_np)
+                lap("game_steps")
+            with torch.no_grad():
+                zeros = torch.zeros(128, 8)
+                advantages, returns = ppo_atari.compute_gae(
+                    torch.as_tensor(rewards), values, agent.get_value(next_obs), torch.as_tensor(terminations), zeros,
+                    zeros, args.gamma, args.gae_lambda,
+                )  # fmt: skip
+            lap("advantages")
+            b_frames, b_actions = frames.view(1024, -1), actions.reshape(-1)
+            b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)
+            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+            for _ in range(args.update_epochs):
+                for mb in torch.randperm(1024).split(256):
+                    mb_obs = b_frames.index_select(0, mb).view(-1, 84, 84, 4).movedim(-1, -3)  # as ppo_atari.py
+                    loss, _ = ppo_atari.ppo_loss(
+                        agent, args, mb_obs, b_actions[mb], b_logprobs[mb], b_advantages[mb], b_returns[mb],
+                        b_values[mb],
+                    )  # fmt: skip
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                    optimizer.step()
+            lap("updates")
+            iterations.append({key: times[key] - before.get(key, 0.0) for key in times if key in LOOP_PHASES})
+        writer.close()
+    envs.close()
+    later = {key: statistics.median(it[key] for it in iterations[1:]) for key in LOOP_PHASES}
+    times.update(later)
+    times["first_iteration_extra"] = max(0.0, sum(iterations[0].values()) - sum(later.values()))
+    print(json.dumps(times))
+
+
+LOOP_PHASES = ("forwards", "game_steps", "advantages", "updates")
+
+
 def torchrun_speed(steps: int = 20_480):
     """ppo_atari.py on 1 process and on 2 (torchrun, gloo), the same 8 envs in all, whole process; then the cost of
     the gradient all-reduce that each minibatch update adds."""
@@ -263,16 +397,21 @@ def main():
     parser.add_argument("--threads", action="store_true", help="also sweep ppo_atari.py's thread split")
     parser.add_argument("--rollout-ablation", action="store_true", help="also time the two rollout designs")
     parser.add_argument("--torchrun", action="store_true", help="also ppo_atari.py on 1 and 2 processes")
+    parser.add_argument("--breakdown", action="store_true", help="also where a ppo_atari.py process spends its time")
+    parser.add_argument("--breakdown-child", type=float, help=argparse.SUPPRESS)  # launch time; run by --breakdown
     parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the replay memory table")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each speed row (median reported)")
     parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"], help="speed rows")
+    parser.add_argument("--ppo-steps", type=int, default=PPO["total_timesteps"], help="steps of the PPO speed row")
     options = parser.parse_args()
+    if options.breakdown_child is not None:
+        return breakdown_child(options.breakdown_child)
     load_before = load()
     print(f"Machine: {machine()}; load average (1/5/15 min) before: {load_before}", flush=True)
     python = sb3_python() if not (options.skip_speed and options.skip_memory) else None
     if not options.skip_speed:
-        speed(python, options.repeat, options.algos)
+        speed(python, options.repeat, options.algos, options.ppo_steps)
     if not options.skip_memory:
         memory(python)
     if options.threads:
@@ -281,6 +420,8 @@ def main():
         rollout_ablation()
     if options.torchrun:
         torchrun_speed()
+    if options.breakdown:
+        breakdown()
     print(f"\nload average (1/5/15 min) after: {load()}")
 
 
