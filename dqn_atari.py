@@ -29,10 +29,10 @@ Run:
     python dqn_atari.py --resume runs/<run>/checkpoint.pt     # go on from the checkpoint, same run and curves
     python dqn_atari.py --help
 
-On a 2-core CPU (AVX-512, torch 2.13) it trains at about 150 steps/s once learning has started
-(benchmarks/bench_atari.py: 30k steps with a 5k warm-up, whole process: 153 steps/s, 1.58x CleanRL's dqn_atari.py and
-1.36x Stable-Baselines3's DQN on the same machine), so the default 10M steps take about 19 hours. What shorter runs
-reach here is in results/README.md.
+On a 2-core CPU (AVX-512, torch 2.13) a whole 30,000-step process with a 5k-step warm-up runs at 144 steps/s
+(benchmarks/bench_atari.py: 1.48x CleanRL's dqn_atari.py and 1.41x Stable-Baselines3's DQN with the same
+hyperparameters on the same machine), and a long run at about 115 once learning has started, so the default 10M steps
+take about a day. What shorter runs reach here is in results/README.md.
 """
 
 import datetime
