@@ -26,12 +26,13 @@ Under torchrun, --num-envs counts the envs of all processes; each process steps 
 own rollout and averages its gradients with the others' (one all-reduce per minibatch), so that every process holds
 the same parameters; step counts are of all processes, and rank 0 alone logs, checkpoints, saves and evaluates.
 
-On a 2-core CPU (AVX-512, torch 2.13) an iteration of 1,024 steps takes about 2.3 s (0.3 s of rollout forwards,
-0.5 s of game steps, 1.5 s of updates), and a process spends about 4 s starting; whole processes ran at 346 steps/s
+On a 2-core CPU (AVX-512, torch 2.13) an iteration of 1,024 steps takes 2.3-2.5 s (0.3 s of rollout forwards, 0.5 s
+of game steps, 1.5 s of updates), and a process spends 4-5 s starting and ending; whole processes ran at 346 steps/s
 over 10,240 steps and 416 over 51,200 (benchmarks/bench_atari.py: 1.43x and 1.51x Stable-Baselines3's PPO with the
-same hyperparameters on the same machine, 1.58x CleanRL's ppo_atari.py), so the default 10M steps take about 7 hours.
-At equal steps the returns are the peers': after 1M steps on Breakout, 23.95 +/- 0.95 over seeds 1 and 2 here and
-25.30 for Stable-Baselines3 (seed 1), same evaluation (results/README.md); CleanRL reports 414.66 +/- 28.09 after 10M.
+same hyperparameters on the same machine, 1.58x CleanRL's ppo_atari.py), so the default 10M steps take about 7
+hours. At equal steps the returns are the peers': after 1M steps on Breakout, 23.95 +/- 0.95 over seeds 1 and 2 here
+and 25.30 for Stable-Baselines3 (seed 1), same evaluation (results/README.md); CleanRL reports 414.66 +/- 28.09
+after 10M.
 """
 
 import datetime

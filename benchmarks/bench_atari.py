@@ -217,16 +217,19 @@ def breakdown(repeat: int = 3):
     for _ in range(repeat):
         launched = time.time()
         child = [sys.executable, str(Path(__file__).resolve()), "--breakdown-child", str(launched)]
-        runs.append(json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout))
+        run = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
+        run["exit"] = time.time() - run.pop("finished")  # from its last line to the end of the process
+        runs.append(run)
     phases = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
     startup = [
-        ("interpreter start", "interpreter"),
-        ("imports (torch, gymnasium, ale_py, tyro, tensorboard)", "imports"),
-        ("8 games built (ALE loads the ROM in each, one core, GIL held)", "env_construction"),
-        ("network and first torch.optim optimizer (it imports torch._dynamo)", "optimizer"),
-        ("TensorBoard writer", "writer"),
-        ("reset: no-op starts of 8 games", "reset"),
-        ("first iteration's extra time (oneDNN kernels built for each shape)", "first_iteration_extra"),
+        ("start-up: interpreter start", "interpreter"),
+        ("start-up: imports (torch, gymnasium, ale_py, tyro, tensorboard)", "imports"),
+        ("start-up: 8 games built (ALE loads the ROM in each, one core, GIL held)", "env_construction"),
+        ("start-up: network and first torch.optim optimizer (it imports torch._dynamo)", "optimizer"),
+        ("start-up: TensorBoard writer", "writer"),
+        ("start-up: reset: no-op starts of 8 games", "reset"),
+        ("start-up: first iteration's extra time (oneDNN kernels built for each shape)", "first_iteration_extra"),
+        ("exit: the interpreter's teardown after the last line", "exit"),
     ]
     loop = [
         ("policy forwards (128 x batch 8, inference mode)", "forwards"),
@@ -241,8 +244,8 @@ def breakdown(repeat: int = 3):
     print(f"\n### ppo_atari.py: where a {steps:,}-step process spends its time (medians of {repeat})\n")
     print("| phase | seconds |\n|---|---|")
     for label, key in startup:
-        print(f"| start-up: {label} | {phases[key]:.2f} |")
-    print(f"| **start-up in all** | **{total_startup:.2f}** |")
+        print(f"| {label} | {phases[key]:.2f} |")
+    print(f"| **start-up and exit in all** | **{total_startup:.2f}** |")
     for label, key in loop:
         print(f"| per iteration of 1,024 steps: {label} | {phases[key]:.2f} |")
     print(f"| **one iteration in all** ({1024 / per_iteration:.0f} SPS) | **{per_iteration:.2f}** |")
@@ -330,7 +333,7 @@ def breakdown_child(launched: float):
     later = {key: statistics.median(it[key] for it in iterations[1:]) for key in LOOP_PHASES}
     times.update(later)
     times["first_iteration_extra"] = max(0.0, sum(iterations[0].values()) - sum(later.values()))
-    print(json.dumps(times))
+    print(json.dumps(times | dict(finished=time.time())))
 
 
 LOOP_PHASES = ("forwards", "game_steps", "advantages", "updates")
