@@ -82,7 +82,8 @@ TASKS = [
          peer=("ppo", bench_atari.PPO | dict(total_timesteps=1_000_000)), peer_seeds=[1]),
     Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
-         "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps"),
+         "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps",
+         peer=("dqn", bench_atari.DQN | dict(total_timesteps=500_000, learning_starts=100_000)), peer_seeds=[1]),
 ]  # fmt: skip
 BY_NAME = {task.name: task for task in TASKS}
 
