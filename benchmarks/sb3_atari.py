@@ -11,8 +11,8 @@ steps, epsilon to 0.01 over 10% of the steps, optimize_memory_usage False), lear
 
 With OUT_FOLDER, OUT_FOLDER/curve.json gets the raw score of every whole game played in training ([step, return]
 pairs: `make_atari_env` puts its Monitor under the AtariWrapper, so a game is all its lives), and
-OUT_FOLDER/results.json the evaluation after training as our scripts make it: 10 whole games, raw score, sampled actions
-(course units 3 and 8), seeded with seed + 10,000.
+OUT_FOLDER/results.json the evaluation after training as our scripts make it: 10 whole games, raw score, seeded with
+seed + 10,000, non-deterministic actions (PPO: sampled from the policy; DQN: epsilon-greedy with the final epsilon).
 """
 
 import json
