@@ -210,9 +210,9 @@ def rollout_ablation(iterations: int = 5):
 
 
 def breakdown(repeat: int = 3):
-    """Where a whole 10,240-step ppo_atari.py process spends its time: its start-up, phase by phase, and one iteration
-    (rollout forwards, game steps, updates), each measured in a fresh interpreter by breakdown_child(); medians over
-    `repeat` processes. The sum is what a serial process of 10 iterations costs at these figures."""
+    """Where a whole 10,240-step ppo_atari.py process spends its time: its start-up and exit, phase by phase, and one
+    iteration (rollout forwards, game steps, updates), each measured in a fresh interpreter by breakdown_child();
+    medians over `repeat` processes. The sum is what a serial process of 10 iterations costs at these figures."""
     runs = []
     for _ in range(repeat):
         launched = time.time()
@@ -237,10 +237,10 @@ def breakdown(repeat: int = 3):
         ("advantages (GAE) and bootstrap values", "advantages"),
         ("updates (4 epochs x 4 minibatches of 256)", "updates"),
     ]
-    iterations = PPO["total_timesteps"] // 1024
+    steps = PPO["total_timesteps"]
+    iterations = steps // 1024
     total_startup = sum(phases[key] for _, key in startup)
     per_iteration = sum(phases[key] for _, key in loop)
-    steps = PPO["total_timesteps"]
     print(f"\n### ppo_atari.py: where a {steps:,}-step process spends its time (medians of {repeat})\n")
     print("| phase | seconds |\n|---|---|")
     for label, key in startup:
@@ -251,8 +251,8 @@ def breakdown(repeat: int = 3):
     print(f"| **one iteration in all** ({1024 / per_iteration:.0f} SPS) | **{per_iteration:.2f}** |")
     whole = total_startup + iterations * per_iteration
     print(
-        f"\nA process of {iterations} iterations at these figures: {whole:.1f} s, {PPO['total_timesteps'] / whole:.0f} "
-        f"SPS; with no start-up at all: {1024 / per_iteration:.0f} SPS.",
+        f"\nA process of {iterations} iterations at these figures: {whole:.1f} s, {steps / whole:.0f} SPS; with no "
+        f"start-up or exit at all: {1024 / per_iteration:.0f} SPS.",
         flush=True,
     )
 
