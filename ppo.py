@@ -1,9 +1,10 @@
 """Proximal Policy Optimization (PPO) with a clipped surrogate objective: Hugging Face Deep RL Course, unit 8.
 
-PPO collects `num_steps` transitions from `num_envs` environments with the current policy, estimates advantages with
-GAE, then improves the policy for a few epochs on minibatches of that rollout while clipping the probability ratio
-pi_new / pi_old to [1 - clip, 1 + clip], so that one update cannot move the policy far from the one that collected
-the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Defaults follow CleanRL's published `ppo.py`.
+PPO collects `num_steps` transitions from each of `num_envs` environments with the current policy, estimates
+advantages with GAE, then improves the policy for a few epochs on minibatches of that rollout while clipping the
+probability ratio pi_new / pi_old to [1 - clip, 1 + clip], so that one update cannot move the policy far from the one
+that collected the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Defaults follow CleanRL's
+`ppo.py`.
 
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a learned state-independent log-std
 (actions are clipped to the bounds only on the way to the environment). Box, Discrete, Dict and Tuple observations
@@ -17,9 +18,7 @@ Run:
     python ppo.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
     python ppo.py --help
 
-Measured on a 2-core CPU: the default run takes about 90 s and evaluates to 500 +/- 0, its 20-episode mean first
-reaching 475 after about 35 s (benchmarks/bench_ppo.py); the LunarLander command above reaches 266 +/- 22 (mean - std
-245) in about 4 minutes.
+What it reaches and how fast: README.md and results/README.md.
 """
 
 import datetime
@@ -37,9 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import tyro
-from torch.distributions import Normal
+from torch.distributions import Categorical, Normal
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
@@ -112,26 +110,19 @@ class Args:
     target_kl: float | None = None
     """the target KL divergence threshold: stop the epochs of an update early when it is exceeded"""
 
-    # to be filled in runtime
-    gym_id: str = ""
-    """the gymnasium id that runs (equals env_id unless env_id is retired)"""
-    batch_size: int = 0
-    """the batch size (computed in runtime)"""
-    minibatch_size: int = 0
-    """the mini-batch size (computed in runtime)"""
-    num_iterations: int = 0
-    """the number of iterations (computed in runtime)"""
-
-
-# what a run with --load-model takes from its own command line rather than from the saved run's args.json
-EXPERIMENT_FIELDS = (
-    "exp_name", "seed", "torch_deterministic", "cuda", "torch_threads", "track", "wandb_project_name", "wandb_entity",
-    "capture_video", "save_model", "load_model", "eval_episodes", "hub_package", "hf_repo_id",
-)  # fmt: skip
+    # computed from the others, not options
+    gym_id: tyro.conf.Suppress[str] = ""
+    """the gymnasium id that runs (env_id, or the current version of a retired env_id)"""
+    batch_size: tyro.conf.Suppress[int] = 0
+    """the batch size: num_envs * num_steps"""
+    minibatch_size: tyro.conf.Suppress[int] = 0
+    """the mini-batch size: batch_size / num_minibatches"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of iterations: total_timesteps / batch_size"""
 
 
 def fail(message: str):
-    """Bad input: one line on stderr, exit status 2, no traceback."""
+    """Bad input: one line on stderr that names the fix, a non-zero exit, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
@@ -140,7 +131,21 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_args(args: Args):
+def check_hub_args(args: Args):
+    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
+    if args.hf_repo_id is None:
+        return
+    from huggingface_hub import get_token
+
+    if args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if not get_token():
+        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    args.hub_package = True
+
+
+def check_args(args: Args) -> Args:
+    """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
     for name in positive:
         if getattr(args, name) <= 0:
@@ -155,23 +160,18 @@ def check_args(args: Args):
             f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}; "
             "choose a divisor"
         )
-    if args.load_model is None and args.total_timesteps < args.batch_size:
-        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
-    if args.hf_repo_id is not None:
-        from huggingface_hub import get_token
-
-        if args.hf_repo_id.count("/") != 1:
-            fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-        if not get_token():
-            fail("--hf-repo-id needs a Hugging Face token: run `huggingface-cli login` or set HF_TOKEN")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
-    args.hub_package = args.hub_package or args.hf_repo_id is not None
+    if args.load_model is None:
+        if args.num_iterations == 0:
+            fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
+        args.gym_id = resolve_env_id(args.env_id)
+        check_spaces(args.gym_id)
+    check_hub_args(args)
+    return args
 
 
-# ======================================================================================================================
-# Environment
-# ======================================================================================================================
+# ENV: the environment
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3).
     As in gym.make, `module:EnvName-v0` imports the module that registers the env first."""
@@ -210,15 +210,15 @@ def check_spaces(gym_id: str):
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     if not supported_observation(observation_space):
-        fail(f"{gym_id} has observation space {observation_space}; ppo.py handles Box, Discrete, Dict and Tuple")
+        fail(f"{gym_id} has observation space {observation_space}; {SCRIPT.name} handles Box, Discrete, Dict and Tuple")
     if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{gym_id} has action space {action_space}; ppo.py handles Discrete and Box actions")
+        fail(f"{gym_id} has action space {action_space}; {SCRIPT.name} handles Discrete and Box actions")
 
 
 class SeededResets(gym.Wrapper):
-    """panda-gym 3.0.7 re-seeds its goal sampler from the operating system at every reset that gets no seed (the
-    autoresets of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a
-    seed drawn from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
+    """panda-gym re-seeds its goal sampler from the operating system at every reset that gets no seed (the autoresets
+    of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a seed drawn
+    from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -228,9 +228,12 @@ class SeededResets(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluation: bool = False):
+MAX_EVAL_STEPS = 100_000  # where an evaluation episode of an env without a time limit is cut
+
+
+def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evaluation: bool = False):
     """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
-    usual schedule, or only the first episode of an evaluation."""
+    usual schedule, or only the first episode of an evaluation, whose episodes always end."""
 
     def thunk():
         if video_folder is None or idx > 0:
@@ -239,7 +242,9 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
             trigger = (lambda episode: episode == 0) if evaluation else None
             prefix = "eval" if evaluation else "train"
             env = gym.make(gym_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, video_folder, episode_trigger=trigger, name_prefix=prefix)
+            env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=trigger, name_prefix=prefix)
+        if evaluation and env.spec.max_episode_steps is None:
+            env = gym.wrappers.TimeLimit(env, MAX_EVAL_STEPS)
         if gym_id.rpartition(":")[2].startswith("Panda"):
             env = SeededResets(env)
         if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
@@ -249,41 +254,43 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
     return thunk
 
 
-# ======================================================================================================================
-# Network
-# ======================================================================================================================
+def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """What the environments receive: Gaussian actions are clipped to the bounds, stored actions never are."""
+    action = action.cpu().numpy()
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(action, action_space.low, action_space.high)
+    return action
+
+
+# NETWORK: actor and critic
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
     return layer
 
 
-class MLP(nn.Module):
-    """Linear layers with tanh between them, orthogonally initialised as in CleanRL. The forward pass is written out
-    in one module call: on a small CPU, the Python overhead of nested module calls costs more than the products."""
-
-    def __init__(self, sizes: list[int], out_std: float):
-        super().__init__()
-        self.layers = nn.ModuleList(layer_init(nn.Linear(i, o)) for i, o in zip(sizes[:-2], sizes[1:-1]))
-        self.layers.append(layer_init(nn.Linear(sizes[-2], sizes[-1]), std=out_std))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers
-        for layer in hidden:
-            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
-
-
 class Agent(nn.Module):
-    """Separate actor and critic MLPs (64-64, tanh), as in CleanRL's ppo.py."""
+    """Separate actor and critic MLPs (64-64, tanh), orthogonally initialised, as in CleanRL's ppo.py."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space):
         super().__init__()
         obs_dim = int(np.prod(observation_space.shape))
         self.continuous = isinstance(action_space, gym.spaces.Box)
         act_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
-        self.critic = MLP([obs_dim, 64, 64, 1], out_std=1.0)
-        self.actor = MLP([obs_dim, 64, 64, act_dim], out_std=0.01)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
         if self.continuous:
             self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
 
@@ -291,42 +298,32 @@ class Agent(nn.Module):
         return self.critic(x).squeeze(-1)
 
     def get_action(self, x: torch.Tensor) -> torch.Tensor:
-        """Sample a ~ pi(.|s): all that a rollout step needs, in as few operations as possible."""
+        """a ~ pi(.|s): all that a rollout step needs (log-probabilities and values are computed after the rollout)."""
         if self.continuous:
-            mean = self.actor(x)
-            return mean + self.actor_logstd.exp() * torch.randn_like(mean)
+            return self.get_action_and_value(x)[0]
         logits = self.actor(x)
-        # Gumbel-max trick: argmax(logits + G), with G = -log(E), E ~ Exp(1), is a sample of softmax(logits)
+        # Gumbel-max: argmax(logits + G), G = -log(E), E ~ Exp(1), is a sample of softmax(logits), in a fraction of
+        # the operations of Categorical(logits).sample() (benchmarks/ablation_ppo.py)
         return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
 
-    def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
-        """Score actions taken in states x: log pi(a|s), the entropy of pi(.|s), and V(s)."""
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        """a ~ pi(.|s) (or the given action), log pi(a|s), the entropy of pi(.|s), and V(s)."""
         if self.continuous:
             mean = self.actor(x)
-            dist = Normal(mean, self.actor_logstd.expand_as(mean).exp(), validate_args=False)
-            # independent dimensions: the joint log-density and the entropy are sums over them
-            return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.get_value(x)
-        # the categorical distribution written out: a third of the operations of torch's Categorical
-        log_probs = torch.log_softmax(self.actor(x), dim=-1)
-        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)  # H = -sum_a pi(a|s) log pi(a|s)
-        return logprob, entropy, self.get_value(x)
+            probs = Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        else:
+            probs = Categorical(logits=self.actor(x))
+        if action is None:
+            action = probs.sample()
+        logprob, entropy = probs.log_prob(action), probs.entropy()
+        if self.continuous:  # independent dimensions: the joint log-density and the entropy are sums over them
+            logprob, entropy = logprob.sum(-1), entropy.sum(-1)
+        return action, logprob, entropy, self.get_value(x)
 
 
-# ======================================================================================================================
-# The algorithm's pure pieces
-# ======================================================================================================================
-def compute_gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    last_values: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    final_values: torch.Tensor,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized Advantage Estimation over a rollout of shape [num_steps, num_envs].
+# ALGO LOGIC: advantages and the clipped objective
+def compute_gae(rewards, values, last_values, terminated, truncated, final_values, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout: tensors of shape [num_steps, num_envs].
 
     values[t] = V(s_t); last_values = V(s_T) of the observation after the rollout; final_values[t] = V(final
     observation) where truncated[t] (the state a time limit cut the episode at). Where an episode ended at step t,
@@ -349,7 +346,7 @@ def compute_gae(
 
 def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, returns, old_values):
     """The clipped PPO objective on one minibatch: (total loss, dict of detached statistics)."""
-    newlogprob, entropy, newvalue = agent.evaluate_actions(obs, actions)
+    _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs, actions)
     logratio = newlogprob - old_logprobs
     ratio = logratio.exp()  # r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t)
     with torch.no_grad():
@@ -387,30 +384,20 @@ def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, r
     return loss, stats
 
 
-# ======================================================================================================================
-# Evaluation, saving and the Hub
-# ======================================================================================================================
-def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
-    """What the environment receives: Gaussian actions are clipped to the bounds, stored actions never are."""
-    action = action.cpu().numpy()
-    if isinstance(action_space, gym.spaces.Box):
-        return np.clip(action, action_space.low, action_space.high)
-    return action
-
-
-def evaluate(agent: Agent, gym_id: str, episodes: int, seed: int, device: torch.device, video_folder: str | None):
+# EVALUATION, SAVING AND THE HUB
+def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 8's protocol: whole episodes with sampled actions; the first one is recorded if video_folder.
     Seeded, so that a model evaluates to the same numbers after training and after loading."""
     torch.manual_seed(seed)
-    env = make_env(gym_id, 0, video_folder, evaluation=True)()
+    env = make_env(args.gym_id, 0, video_folder, evaluation=True)()
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done, total = False, 0.0
         while not done:
             with torch.inference_mode():
-                action = agent.get_action(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))
-            obs, reward, terminated, truncated, _ = env.step(env_action(action[0], env.action_space))
+                action = agent.get_action(torch.Tensor(obs).to(device).unsqueeze(0))
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space)[0])
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
@@ -418,8 +405,8 @@ def evaluate(agent: Agent, gym_id: str, episodes: int, seed: int, device: torch.
     return returns
 
 
-def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
-    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+def read_saved_args(path: str) -> Args:
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
     if not model_path.is_file():
@@ -427,19 +414,23 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+
+
+def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    saved = read_saved_args(path)
     saved.gym_id = resolve_env_id(saved.env_id)
     check_spaces(saved.gym_id)
     env = make_env(saved.gym_id)()
     agent = Agent(env.observation_space, env.action_space).to(device)
     env.close()
     try:
-        state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
-        agent.load_state_dict(state_dict)
+        agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
-        fail(f"cannot load {path} as a ppo.py model for {saved.gym_id} ({describe(error)})")
+        fail(f"cannot load {path} as a {SCRIPT.name} model for {saved.env_id} ({describe(error)})")
     return agent, saved
 
 
@@ -472,8 +463,8 @@ model-index:
 
 # PPO agent playing {env_id}
 
-A PPO agent trained with `ppo.py`, a single-file PyTorch implementation of PPO (Hugging Face Deep RL Course, unit 8),
-on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
+A PPO agent trained with `{SCRIPT.name}`, a single-file PyTorch implementation of PPO (Hugging Face Deep RL Course,
+unit 8), on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
 It scores **{mean:.2f} +/- {std:.2f}** over {args.eval_episodes} evaluation episodes with sampled actions.
 
 ## Use it
@@ -481,7 +472,7 @@ The weights are a plain `state_dict` (`model.pt`, loaded with `torch.load(..., w
 unpickled) and `args.json` holds the arguments it was trained with. Download this repository, then:
 
 ```
-python ppo.py --load-model model.pt --capture-video
+python {SCRIPT.name} --load-model model.pt --capture-video
 ```
 
 ## Hyperparameters
@@ -497,7 +488,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
-    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
     if videos:
@@ -511,17 +502,54 @@ def push_to_hub(folder: Path, repo_id: str):
     try:
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload PPO agent")
+        message = f"Upload an agent trained by {SCRIPT.name}"
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     except Exception as error:
         fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-# ======================================================================================================================
-# Plumbing: run name, logging, seeding
-# ======================================================================================================================
-def start_run(args: Args):
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+def report(returns: list[float]) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation over {len(returns)} episodes: {line}")
+    return mean, std
+
+
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
+    """Save, evaluate, package and upload, as the arguments ask."""
+    model_path = run_dir / "model.pt"
+    if args.save_model or args.hub_package:
+        torch.save(agent.state_dict(), model_path)
+        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        print(f"model saved to {model_path}")
+    if args.eval_episodes == 0:
+        return
+    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
+    for idx, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    mean, std = report(returns)
+    results = dict(
+        env_id=args.env_id,
+        mean_reward=mean,
+        std_reward=std,
+        n_evaluation_episodes=len(returns),
+        eval_datetime=datetime.datetime.now().isoformat(),
+    )
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if args.hub_package:
+        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
+        print(f"Hub folder written to {folder}")
+        if args.hf_repo_id:
+            push_to_hub(folder, args.hf_repo_id)
+
+
+# PLUMBING: run name, logging, seeding, a saved model
+def start_run(args: Args) -> tuple[str, Path, SummaryWriter]:
+    """The run's name and folder, its TensorBoard writer with the hyperparameters, and wandb with --track."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -540,6 +568,7 @@ def start_run(args: Args):
 
 
 def seed_everything(args: Args) -> torch.device:
+    """Seed every generator the run draws from; the device to train on."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -549,64 +578,26 @@ def seed_everything(args: Args) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
 
-def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
-    """Save, evaluate, package and upload, as the arguments ask."""
-    model_path = run_dir / "model.pt"
-    if args.save_model or args.hub_package:
-        torch.save(agent.state_dict(), model_path)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
-        print(f"model saved to {model_path}")
-    if args.eval_episodes == 0:
-        return
-    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(
-        agent, args.gym_id, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder)
-    )
-    for idx, episodic_return in enumerate(returns):
-        writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = float(np.mean(returns)), float(np.std(returns))
-    print(
-        f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
-    )
-    results = dict(
-        env_id=args.env_id,
-        mean_reward=mean,
-        std_reward=std,
-        n_evaluation_episodes=len(returns),
-        eval_datetime=datetime.datetime.now().isoformat(),
-    )
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if args.hub_package:
-        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
-        print(f"Hub folder written to {folder}")
-        if args.hf_repo_id:
-            push_to_hub(folder, args.hf_repo_id)
+def evaluate_saved_model(args: Args):
+    """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
+    device = seed_everything(args)
+    agent, saved = load_agent(args.load_model, device)
+    # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
+    experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
+    for field in experiment_fields:
+        setattr(saved, field, getattr(args, field))
+    _, run_dir, writer = start_run(saved)
+    finish(agent, saved, run_dir, writer, device)
+    writer.close()
 
 
-# ======================================================================================================================
-# Training
-# ======================================================================================================================
 def main(args: Args):
-    check_args(args)
-    if args.load_model is not None:  # evaluate a saved model, no training
-        device = seed_everything(args)
-        agent, saved = load_agent(args.load_model, device)
-        # the env and the network come from the saved run; how to run, log and share this evaluation from this command
-        for field in EXPERIMENT_FIELDS:
-            setattr(saved, field, getattr(args, field))
-        _, run_dir, writer = start_run(saved)
-        finish(agent, saved, run_dir, writer, device)
-        writer.close()
-        return
-
-    args.gym_id = resolve_env_id(args.env_id)
-    check_spaces(args.gym_id)
     run_name, run_dir, writer = start_run(args)
     device = seed_everything(args)
 
     # env setup: SAME_STEP autoreset hands over the final observation of an episode in the step that ends it, and the
-    # first observation of the next episode in its place, so no step of the rollout is a phantom transition.
-    video_folder = str(run_dir / "videos") if args.capture_video else None
+    # first observation of the next episode in its place, so no step of the rollout is a phantom transition
+    video_folder = run_dir / "videos" if args.capture_video else None
     envs = gym.vector.SyncVectorEnv(
         [make_env(args.gym_id, i, video_folder) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
@@ -614,17 +605,18 @@ def main(args: Args):
     action_space = envs.single_action_space
 
     agent = Agent(envs.single_observation_space, action_space).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
-    # rollout storage: observations and actions live on device; what the envs return is gathered on the host and
-    # moved once per rollout
+    # ALGO LOGIC: storage setup; what the envs return stays on the host until the rollout ends
     storage_shape = (args.num_steps, args.num_envs)
     obs = torch.zeros(storage_shape + envs.single_observation_space.shape, device=device)
-    action_dtype = torch.float32 if agent.continuous else torch.long
-    actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=action_dtype)
+    actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=torch.long)
+    if agent.continuous:
+        actions = actions.float()
     rewards = np.zeros(storage_shape, dtype=np.float32)
     terminations = np.zeros(storage_shape, dtype=np.float32)
     truncations = np.zeros(storage_shape, dtype=np.float32)
+    final_values = torch.zeros(storage_shape, device=device)  # V(final obs) where a time limit cut an episode
 
     # episode statistics: the vector env reports none, so they are tracked here
     episode_returns = np.zeros(args.num_envs)
@@ -634,28 +626,27 @@ def main(args: Args):
     global_step = 0
     start_time = last_print = time.time()
     next_obs, _ = envs.reset(seed=args.seed)
-    envs.action_space.seed(args.seed)
-    next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+    next_obs = torch.Tensor(next_obs).to(device)
 
     for iteration in range(1, args.num_iterations + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
-        # ==============================================================================================================
-        # Rollout: num_steps steps of every env with the current policy
-        # ==============================================================================================================
-        cut_episodes = []  # (step, env, final observation) of the episodes a time limit cut
+        # ALGO LOGIC: rollout, num_steps steps of every env with the current policy
+        final_values.zero_()
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            with torch.inference_mode():
+            with torch.no_grad():
                 actions[step] = action = agent.get_action(next_obs)
 
-            next_obs_np, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
+            next_obs, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
             rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
-            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
-            cut_episodes += [(step, i, infos["final_obs"][i]) for i in np.flatnonzero(truncated & ~terminated)]
+            next_obs = torch.Tensor(next_obs).to(device)
+            for i in np.flatnonzero(truncated & ~terminated):  # cut by a time limit: bootstrap from V(final obs)
+                with torch.no_grad():
+                    final_values[step, i] = agent.get_value(torch.Tensor(infos["final_obs"][i]).to(device))
 
             # logging: every episode that ended, in every env
             episode_returns += reward
@@ -666,24 +657,18 @@ def main(args: Args):
                 recent_returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
-        # ==============================================================================================================
-        # Log-probabilities, values, advantages (GAE) and value targets
-        # ==============================================================================================================
-        # the networks did not change during the rollout, so all its steps are scored in one batched pass
+        # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
+        # the network did not change during the rollout, so its steps are scored in one batched pass, far faster than
+        # one by one in the rollout for these small networks (benchmarks/ablation_ppo.py)
         b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
         with torch.no_grad():
-            b_logprobs, _, b_values = agent.evaluate_actions(b_obs, b_actions)
-            last_values = agent.get_value(next_obs)
-            final_values = torch.zeros(storage_shape, device=device)
-            if cut_episodes:  # bootstrap values of the final observations of truncated episodes
-                steps, env_ids, final_obs = zip(*cut_episodes)
-                final_obs = torch.as_tensor(np.stack(final_obs), dtype=torch.float32, device=device)
-                final_values[steps, env_ids] = agent.get_value(final_obs)
+            _, b_logprobs, _, b_values = agent.get_action_and_value(b_obs, b_actions)
+            next_value = agent.get_value(next_obs)
             advantages, returns = compute_gae(
                 torch.as_tensor(rewards, device=device),
                 b_values.reshape(storage_shape),
-                last_values,
+                next_value,
                 torch.as_tensor(terminations, device=device),
                 torch.as_tensor(truncations, device=device),
                 final_values,
@@ -693,35 +678,23 @@ def main(args: Args):
         b_advantages = advantages.reshape(-1)
         b_returns = returns.reshape(-1)
 
-        # ==============================================================================================================
-        # Optimizing the policy and value network: update_epochs passes over shuffled minibatches
-        # ==============================================================================================================
+        # ALGO LOGIC: update_epochs passes over shuffled minibatches of the rollout
         epoch_stats = []
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
             for start in range(0, args.batch_size, args.minibatch_size):
                 mb_inds = b_inds[start : start + args.minibatch_size]
-                loss, stats = ppo_loss(
-                    agent,
-                    args,
-                    b_obs[mb_inds],
-                    b_actions[mb_inds],
-                    b_logprobs[mb_inds],
-                    b_advantages[mb_inds],
-                    b_returns[mb_inds],
-                    b_values[mb_inds],
-                )
+                minibatch = [b[mb_inds] for b in (b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values)]
+                loss, stats = ppo_loss(agent, args, *minibatch)
                 optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
                 epoch_stats.append(torch.stack(list(stats.values())))
             if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
                 break
 
-        # ==============================================================================================================
-        # Plumbing: logging and progress
-        # ==============================================================================================================
+        # logging and progress
         mean_stats = torch.stack(epoch_stats).mean(0).tolist()
         y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
@@ -743,4 +716,8 @@ def main(args: Args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        evaluate_saved_model(args)
+    else:
+        main(args)

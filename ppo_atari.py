@@ -1,17 +1,16 @@
 """Proximal Policy Optimization (PPO) on Atari games: Hugging Face Deep RL Course, unit 8 (part 2 trains on Atari).
 
-PPO collects `num_steps` transitions from `num_envs` environments with the current policy, estimates advantages with
-GAE, then improves the policy for a few epochs on minibatches of that rollout while clipping the probability ratio
-pi_new / pi_old to [1 - clip, 1 + clip], so that one update cannot move the policy far from the one that collected
-the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Defaults follow CleanRL's published
-`ppo_atari.py`; this script is ppo.py with the environment and the network changed (`diff ppo.py ppo_atari.py`).
+PPO collects `num_steps` transitions from each of `num_envs` environments with the current policy, estimates
+advantages with GAE, then improves the policy for a few epochs on minibatches of that rollout while clipping the
+probability ratio pi_new / pi_old to [1 - clip, 1 + clip], so that one update cannot move the policy far from the one
+that collected the data. Paper: Schulman et al. 2017, https://arxiv.org/abs/1707.06347. Defaults follow CleanRL's
+`ppo_atari.py`; this is ppo.py with the environment and the network changed (`diff ppo.py ppo_atari.py`), and
+ppo_atari_multigpu.py trains the same agent on several processes.
 
-The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4 with a max-pool
-over the last two frames, 84x84 grayscale, a stack of 4 frames, up to 30 no-op starts and FIRE on reset. The policy
-learns from rewards clipped to their sign and treats the loss of a life as the end of an episode, as CleanRL's
-wrappers make it; `charts/episodic_return` and the evaluation are the raw scores of whole games (all lives). The
-108k-frame cap of a game is a truncation: it bootstraps from the value of the final observation. The Nature CNN
-(Mnih et al. 2015) feeds a linear actor and a linear critic; frames stay uint8 until they are on the device.
+The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing (see AtariGames). The policy
+learns from rewards clipped to their sign and treats a lost life as the end of an episode; `charts/episodic_return`
+and the evaluation are the raw scores of whole games. The Nature CNN (Mnih et al. 2015) feeds a linear actor and a
+linear critic.
 
 Run:
     python ppo_atari.py                                       # BreakoutNoFrameskip-v4, 10M steps
@@ -19,20 +18,9 @@ Run:
     python ppo_atari.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
     python ppo_atari.py --checkpoint-every 500000             # SIGINT/SIGTERM also checkpoint, then stop
     python ppo_atari.py --resume runs/<run>/checkpoint.pt     # go on from the checkpoint, same run and curves
-    torchrun --standalone --nproc-per-node 2 ppo_atari.py --num-envs 16   # one agent, 2 processes x 8 envs
     python ppo_atari.py --help
 
-Under torchrun, --num-envs counts the envs of all processes; each process steps its share, takes minibatches of its
-own rollout and averages its gradients with the others' (one all-reduce per minibatch), so that every process holds
-the same parameters; step counts are of all processes, and rank 0 alone logs, checkpoints, saves and evaluates.
-
-On a 2-core CPU (AVX-512, torch 2.13) an iteration of 1,024 steps takes 2.3-2.5 s (0.3 s of rollout forwards, 0.5 s
-of game steps, 1.5 s of updates), and a process spends 4-5 s starting and ending; whole processes ran at 346 steps/s
-over 10,240 steps and 416 over 51,200 (benchmarks/bench_atari.py: 1.43x and 1.51x Stable-Baselines3's PPO with the
-same hyperparameters on the same machine, 1.58x CleanRL's ppo_atari.py), so the default 10M steps take about 7
-hours. At equal steps the returns are the peers': after 1M steps on Breakout, 23.95 +/- 0.95 over seeds 1 and 2 here
-and 25.30 for Stable-Baselines3 (seed 1), same evaluation (results/README.md); CleanRL reports 414.66 +/- 28.09
-after 10M.
+What it reaches and how fast: README.md and results/README.md.
 """
 
 import datetime
@@ -51,11 +39,11 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import tyro
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.utils.save_video import capped_cubic_video_schedule
+from torch.distributions import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
@@ -134,25 +122,21 @@ class Args:
     target_kl: float | None = None
     """the target KL divergence threshold: stop the epochs of an update early when it is exceeded"""
 
-    # to be filled in runtime
-    game: str = ""
+    # computed from the others, not options
+    game: tyro.conf.Suppress[str] = ""
     """the ROM that runs (from env_id)"""
-    repeat_action_probability: float = 0.0
+    repeat_action_probability: tyro.conf.Suppress[float] = 0.0
     """the sticky-action probability that env_id means (0.25 for v5 ids, 0 for NoFrameskip-v4 ids)"""
-    batch_size: int = 0
-    """the batch size (computed in runtime)"""
-    minibatch_size: int = 0
-    """the mini-batch size (computed in runtime)"""
-    num_iterations: int = 0
-    """the number of iterations (computed in runtime)"""
-    world_size: int = 1
-    """the number of processes training together (torchrun's WORLD_SIZE, set in runtime)"""
-    local_num_envs: int = 0
-    """the envs each process steps: num_envs / world_size (computed in runtime)"""
+    batch_size: tyro.conf.Suppress[int] = 0
+    """the batch size: num_envs * num_steps"""
+    minibatch_size: tyro.conf.Suppress[int] = 0
+    """the mini-batch size: batch_size / num_minibatches"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of iterations: total_timesteps / batch_size"""
 
 
 def fail(message: str):
-    """Bad input: one line on stderr, exit status 2, no traceback."""
+    """Bad input: one line on stderr that names the fix, a non-zero exit, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
@@ -161,7 +145,23 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_args(args: Args):
+def check_hub_args(args: Args):
+    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
+    if args.hf_repo_id is None:
+        return
+    from huggingface_hub import get_token
+
+    if args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if not get_token():
+        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    args.hub_package = True
+
+
+def check_args(args: Args) -> Args:
+    """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
+    if args.resume is not None:  # continue an interrupted run with its own arguments
+        args = resumed_args(args)
     positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
     for name in positive:
         if getattr(args, name) <= 0:
@@ -174,29 +174,23 @@ def check_args(args: Args):
         fail(f"--torch-threads and --env-threads must be >= 0, got {args.torch_threads} and {args.env_threads}")
     if args.checkpoint_every < 0:
         fail(f"--checkpoint-every must be >= 0 steps, got {args.checkpoint_every}")
-    args.world_size = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun sets it; a plain run is one process
-    if args.num_envs % args.world_size:
-        fail(f"--num-envs {args.num_envs} cannot be shared by {args.world_size} processes; choose a multiple")
-    args.local_num_envs = args.num_envs // args.world_size
     args.batch_size = args.num_envs * args.num_steps
-    if args.local_num_envs * args.num_steps % args.num_minibatches:
-        per_process = "" if args.world_size == 1 else f" per process ({args.world_size} processes)"
+    if args.batch_size % args.num_minibatches:
         fail(
-            f"num_envs * num_steps = {args.local_num_envs * args.num_steps}{per_process} is not divisible by "
-            f"--num-minibatches {args.num_minibatches}; choose a divisor"
+            f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}; "
+            "choose a divisor"
         )
-    if args.load_model is None and args.total_timesteps < args.batch_size:
-        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
-    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
-    args.hub_package = args.hub_package or args.hf_repo_id is not None
+    if args.load_model is None:
+        if args.num_iterations == 0:
+            fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
+        args.game, args.repeat_action_probability = resolve_env_id(args.env_id)
+    check_hub_args(args)
+    return args
 
 
-# ======================================================================================================================
-# Environment
-# ======================================================================================================================
+# ENV: the environment
 MAX_FRAMES = 108_000  # 30 minutes of play at 60 frames/s: the cap of a game (a truncation) in the usual protocol
 
 
@@ -259,7 +253,7 @@ class AtariGames:
     games that gymnasium's capped cubic schedule picks (0, 1, 8, 27, ...), or only the first in an evaluation.
     """
 
-    def __init__(self, args: Args, num_envs: int, video_folder: str | None = None, evaluation: bool = False):
+    def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
             repeat_action_probability=args.repeat_action_probability,
             frameskip=4,
@@ -275,7 +269,6 @@ class AtariGames:
         self.envs = AtariVectorEnv(args.game, num_envs, num_threads=threads, stack_num=4, **rules)
         self.single_observation_space = self.envs.single_observation_space
         self.single_action_space = self.envs.single_action_space
-        self.num_envs = num_envs
         self.lives = np.zeros(num_envs, dtype=np.int32)
         self.video_folder, self.evaluation, self.twin, self.video = video_folder, evaluation, None, None
         if video_folder is not None:
@@ -306,7 +299,7 @@ class AtariGames:
         wanted = self.game == 0 if self.evaluation else capped_cubic_video_schedule(self.game)
         if wanted:
             prefix = "eval" if self.evaluation else "train"
-            self.video = VideoWriter(Path(self.video_folder) / f"{prefix}-episode-{self.game}.mp4")
+            self.video = VideoWriter(self.video_folder / f"{prefix}-episode-{self.game}.mp4")
             self.video.write(frames[0, 0])
 
     def record(self, action: np.ndarray, game_over: bool):
@@ -328,9 +321,7 @@ class AtariGames:
             self.twin.close()
 
 
-# ======================================================================================================================
-# Network
-# ======================================================================================================================
+# NETWORK: the Nature CNN, an actor and a critic
 def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -340,69 +331,45 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.
 class Agent(nn.Module):
     """The Nature CNN (conv 32x8x8/4, 64x4x4/2, 64x3x3/1, fc 512) shared by a linear actor and a linear critic,
     orthogonally initialised, as in CleanRL's ppo_atari.py (same parameter names). Frames arrive as uint8 and become
-    floats in [0, 1] on the device. Weights and inputs are channels-last: on a CPU the convolutions then run about
-    1.7x faster than in the default layout (measured on a 2-core AVX-512 CPU), with the same numbers."""
+    floats in [0, 1] on the device."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete):
         super().__init__()
         self.network = nn.Sequential(
             layer_init(nn.Conv2d(observation_space.shape[0], 32, 8, stride=4)),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             layer_init(nn.Conv2d(32, 64, 4, stride=2)),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             layer_init(nn.Conv2d(64, 64, 3, stride=1)),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Flatten(),
             layer_init(nn.Linear(64 * 7 * 7, 512)),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
         )
         self.actor = layer_init(nn.Linear(512, int(action_space.n)), std=0.01)
         self.critic = layer_init(nn.Linear(512, 1), std=1.0)
+        # channels-last weights and inputs: CPU convolutions run much faster in this layout, with the same numbers
+        # (benchmarks/bench_atari.py --ablation)
         self.to(memory_format=torch.channels_last)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.contiguous(memory_format=torch.channels_last).float().mul_(1.0 / 255.0))
+        return self.network(x.contiguous(memory_format=torch.channels_last).float() / 255.0)
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(x)).squeeze(-1)
 
-    def get_action(self, x: torch.Tensor) -> torch.Tensor:
-        """Sample a ~ pi(.|s): all that an evaluation step needs."""
-        logits = self.actor(self.hidden(x))
-        # Gumbel-max trick: argmax(logits + G), with G = -log(E), E ~ Exp(1), is a sample of softmax(logits)
-        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
-
-    def get_action_and_value(self, x: torch.Tensor):
-        """Sample a ~ pi(.|s) and return it with log pi(a|s) and V(s): what a rollout step stores."""
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        """a ~ pi(.|s) (or the given action), log pi(a|s), the entropy of pi(.|s), and V(s)."""
         hidden = self.hidden(x)
-        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
-        action = (log_probs - torch.empty_like(log_probs).exponential_().log()).argmax(dim=-1)  # Gumbel-max
-        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.critic(hidden).squeeze(-1)
-
-    def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
-        """Score actions taken in states x: log pi(a|s), the entropy of pi(.|s), and V(s)."""
-        hidden = self.hidden(x)
-        # the categorical distribution written out: a third of the operations of torch's Categorical
-        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
-        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)  # H = -sum_a pi(a|s) log pi(a|s)
-        return logprob, entropy, self.critic(hidden).squeeze(-1)
+        probs = Categorical(logits=self.actor(hidden))
+        if action is None:
+            action = probs.sample()
+        return action, probs.log_prob(action), probs.entropy(), self.critic(hidden).squeeze(-1)
 
 
-# ======================================================================================================================
-# The algorithm's pure pieces
-# ======================================================================================================================
-def compute_gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    last_values: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    final_values: torch.Tensor,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized Advantage Estimation over a rollout of shape [num_steps, num_envs].
+# ALGO LOGIC: advantages and the clipped objective
+def compute_gae(rewards, values, last_values, terminated, truncated, final_values, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout: tensors of shape [num_steps, num_envs].
 
     values[t] = V(s_t); last_values = V(s_T) of the observation after the rollout; final_values[t] = V(final
     observation) where truncated[t] (the state a time limit cut the episode at). Where an episode ended at step t,
@@ -425,7 +392,7 @@ def compute_gae(
 
 def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, returns, old_values):
     """The clipped PPO objective on one minibatch: (total loss, dict of detached statistics)."""
-    newlogprob, entropy, newvalue = agent.evaluate_actions(obs, actions)
+    _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs, actions)
     logratio = newlogprob - old_logprobs
     ratio = logratio.exp()  # r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t)
     with torch.no_grad():
@@ -463,15 +430,8 @@ def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, r
     return loss, stats
 
 
-# ======================================================================================================================
-# Evaluation, saving and the Hub
-# ======================================================================================================================
-def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
-    """What the environment receives: the sampled action indices, on the host."""
-    return action.cpu().numpy()
-
-
-def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: str | None):
+# EVALUATION, SAVING AND THE HUB
+def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 8's protocol: whole games (all lives, raw score) with sampled actions and the preprocessing of
     training; the first one is recorded if video_folder. The games are played side by side, game i seeded with
     seed + i. Seeded, so that a model evaluates to the same numbers after training and after loading."""
@@ -481,16 +441,16 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     returns, finished = np.zeros(episodes), np.zeros(episodes, dtype=bool)
     while not finished.all():
         with torch.inference_mode():
-            action = agent.get_action(torch.as_tensor(obs, device=device))
-        obs, _, _, _, infos = envs.step(env_action(action, envs.single_action_space))
+            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, device=device))
+        obs, _, _, _, infos = envs.step(action.cpu().numpy())
         returns += np.where(finished, 0.0, infos["raw_reward"])  # each env's first game only
         finished |= infos["game_over"]
     envs.close()
     return returns.tolist()
 
 
-def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
-    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+def read_saved_args(path: str) -> Args:
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
     if not model_path.is_file():
@@ -498,16 +458,20 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
-    except (ValueError, TypeError) as error:
-        fail(f"{args_path} is not a valid args file ({error})")
+        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+    except (ValueError, TypeError, AttributeError) as error:
+        fail(f"{args_path} is not a valid args file ({describe(error)})")
+
+
+def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    saved = read_saved_args(path)
     saved.game, saved.repeat_action_probability = resolve_env_id(saved.env_id)
     envs = AtariGames(saved, 1)
     agent = Agent(envs.single_observation_space, envs.single_action_space).to(device)
     envs.close()
     try:
-        state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
-        agent.load_state_dict(state_dict)
+        agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
         fail(f"cannot load {path} as a {SCRIPT.name} model for {saved.env_id} ({describe(error)})")
     return agent, saved
@@ -571,7 +535,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
-    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
     if videos:
@@ -585,163 +549,19 @@ def push_to_hub(folder: Path, repo_id: str):
     try:
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload PPO agent")
+        message = f"Upload an agent trained by {SCRIPT.name}"
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     except Exception as error:
         fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-# ======================================================================================================================
-# Plumbing: run name, logging, seeding
-# ======================================================================================================================
-def start_run(args: Args, run_name: str | None = None, resume_step: int | None = None):
-    """The run's name, folder and TensorBoard writer; a resumed run writes on in its own folder, and TensorBoard drops
-    what the interrupted process logged after resume_step (it is logged again)."""
-    run_name = run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    purge_step = None if resume_step is None else resume_step + 1
-    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
-    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_name, Path("runs") / run_name, writer
-
-
-def seed_everything(args: Args, rank: int = 0) -> torch.device:
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)  # the same on every process: they build the same network
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
-    if torch.cuda.is_available() and args.cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # one GPU per process on a node
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-# ======================================================================================================================
-# Plumbing: several processes (torchrun), checkpoints, stopping on a signal
-# ======================================================================================================================
-def init_distributed(args: Args) -> int:
-    """Under torchrun (WORLD_SIZE > 1) join the process group (NCCL on CUDA, gloo on CPU); this process's rank."""
-    if args.world_size == 1:
-        return 0
-    dist.init_process_group("nccl" if torch.cuda.is_available() and args.cuda else "gloo")
-    return dist.get_rank()
-
-
-def average_gradients(params: list[torch.Tensor], world_size: int):
-    """Every process ends with the mean of all processes' gradients: one all-reduce of one flat buffer."""
-    flat = torch.cat([param.grad.reshape(-1) for param in params])
-    dist.all_reduce(flat)
-    flat /= world_size
-    for param, grad in zip(params, flat.split([param.numel() for param in params])):
-        param.grad.copy_(grad.view_as(param.grad))
-
-
-class NoWriter:
-    """What processes other than rank 0 log: nothing."""
-
-    def add_scalar(self, *args, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-class StopSignal:
-    """SIGINT (Ctrl-C) or SIGTERM (a scheduler pre-empting the job) ask the run to stop: the loop checks `requested`
-    after each iteration, writes a checkpoint there and exits. A second signal stops at once: the checkpoint written
-    last is kept whole, as checkpoints are written to a temporary file and renamed."""
-
-    def __init__(self):
-        self.signum = 0
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self.handle)
-
-    def handle(self, signum, frame):
-        if self.signum:
-            sys.exit(128 + signum)
-        self.signum = signum
-        print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
-
-    def requested(self, world_size: int) -> bool:
-        """Whether any process was signalled (they all stop at the same iteration)."""
-        if world_size == 1:
-            return bool(self.signum)
-        flag = torch.tensor([float(self.signum)])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-
-CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
-    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
-)  # fmt: skip
-
-
-def save_checkpoint(path: Path, args: Args, run_name: str, global_step: int, iteration: int, agent, optimizer):
-    """Everything the learner needs to continue: written to a temporary file, then renamed over the last one."""
-    checkpoint = dict(
-        script=SCRIPT.name,
-        args=vars(args),
-        run_name=run_name,
-        global_step=global_step,
-        iteration=iteration,
-        model=agent.state_dict(),
-        optimizer=optimizer.state_dict(),
-        torch_rng=torch.get_rng_state(),
-        cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() and args.cuda else None,
-    )
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
-
-
-def load_checkpoint(args: Args) -> tuple[dict, Args]:
-    """A checkpoint of this script (read without unpickling code) and the arguments of its run; refuses, in one line,
-    a missing, truncated or foreign file and command-line arguments that contradict the run's."""
-    path = Path(args.resume)
-    if args.load_model is not None:
-        fail("--resume continues training and --load-model evaluates a saved model: give one of them")
-    if not path.is_file():
-        fail(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
-        owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
-    missing = {"args", "run_name", "global_step", "iteration", "model", "optimizer", "torch_rng"} - set(checkpoint)
-    if missing:
-        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
-    defaults = Args()
-    try:
-        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    except (AttributeError, KeyError, TypeError) as error:
-        fail(f"{path} holds no valid run arguments ({describe(error)})")
-    for name in Args.__dataclass_fields__:
-        given = getattr(args, name)
-        if name in CHECKPOINT_SETTINGS:
-            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
-                setattr(saved, name, given)
-        elif given != getattr(defaults, name) and given != getattr(saved, name):
-            fail(
-                f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
-                "run keeps its own arguments (give only --resume and run settings such as --torch-threads)"
-            )
-    return checkpoint, saved
+def report(returns: list[float]) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation over {len(returns)} episodes: {line}")
+    return mean, std
 
 
 def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
@@ -754,13 +574,10 @@ def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, devic
     if args.eval_episodes == 0:
         return
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder))
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
     for idx, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = float(np.mean(returns)), float(np.std(returns))
-    print(
-        f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
-    )
+    mean, std = report(returns)
     results = dict(
         env_id=args.env_id,
         mean_reward=mean,
@@ -776,111 +593,225 @@ def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, devic
             push_to_hub(folder, args.hf_repo_id)
 
 
-# ======================================================================================================================
-# Training
-# ======================================================================================================================
-def main(args: Args):
-    checkpoint = None
-    if args.resume is not None:  # continue an interrupted run with its own arguments
-        checkpoint, args = load_checkpoint(args)
-    check_args(args)
-    if args.load_model is not None:  # evaluate a saved model, no training
-        device = seed_everything(args)
-        agent, saved = load_agent(args.load_model, device)
-        for field in ("seed", "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model"):
-            setattr(saved, field, getattr(args, field))
-        saved.save_model = False
-        _, run_dir, writer = start_run(saved)
-        finish(agent, saved, run_dir, writer, device)
-        writer.close()
-        return
+# PLUMBING: run name, logging, seeding, a saved model
+def start_run(args: Args, checkpoint: dict | None = None) -> tuple[str, Path, SummaryWriter]:
+    """The run's name and folder, its TensorBoard writer with the hyperparameters, and wandb with --track. A resumed
+    run writes on in its own folder, and TensorBoard drops what the stopped process logged after its checkpoint."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    purge_step = None
+    if checkpoint is not None:
+        run_name, purge_step = checkpoint["run_name"], checkpoint["global_step"] + 1
+    if args.track:
+        import wandb
 
-    args.game, args.repeat_action_probability = resolve_env_id(args.env_id)
-    rank = init_distributed(args)  # under torchrun, this process's share of the envs; only rank 0 logs and saves
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, Path("runs") / run_name, writer
+
+
+def seed_everything(args: Args) -> torch.device:
+    """Seed every generator the run draws from; the device to train on."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+# PLUMBING: checkpoints, resuming, stopping on a signal
+CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
+    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
+)  # fmt: skip
+
+
+def read_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, read without unpickling code; one clear line for a missing, truncated or foreign
+    file. Memory-mapped: its tensors are read from disk when they are used."""
+    if not Path(path).is_file():
+        fail(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
+        owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
+    missing = {"args", "run_name", "global_step", "model", "optimizer", "torch_rng"} - set(checkpoint)
+    if missing:
+        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
+    return checkpoint
+
+
+def resumed_args(args: Args) -> Args:
+    """The arguments of the run that --resume continues, with the run settings this command changes; arguments that
+    contradict the run's are refused."""
+    if args.load_model is not None:
+        fail("--resume continues training and --load-model evaluates a saved model: give one of them")
+    checkpoint = read_checkpoint(args.resume)
+    defaults = Args()
+    try:
+        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    except (AttributeError, KeyError, TypeError) as error:
+        fail(f"{args.resume} holds no valid run arguments ({describe(error)})")
+    for name in Args.__dataclass_fields__:
+        given = getattr(args, name)
+        if name in CHECKPOINT_SETTINGS:
+            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
+                setattr(saved, name, given)
+        elif given != getattr(defaults, name) and given != getattr(saved, name):
+            fail(
+                f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
+                "run keeps its own arguments (give only --resume and run settings such as --torch-threads)"
+            )
+    return saved
+
+
+class Checkpoints:
+    """runs/<run>/checkpoint.pt, every `checkpoint_every` steps and when SIGINT (Ctrl-C) or SIGTERM (a scheduler
+    pre-empting the job) asks the run to stop, which it then does. A second signal stops at once: the checkpoint
+    written last stays whole, as checkpoints are written to a temporary file and renamed. `parts` are what the
+    learner needs to continue (objects with a state_dict)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: Path, **parts):
+        self.args, self.run_name, self.path, self.parts = args, run_name, run_dir / "checkpoint.pt", parts
+        self.signum = 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signum:
+            sys.exit(128 + signum)
+        self.signum = signum
+        print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
+
+    def restore(self, checkpoint: dict, device: torch.device) -> int:
+        """The learner's state as the checkpoint saved it; the step it was saved at."""
+        try:
+            for name, part in self.parts.items():
+                part.load_state_dict(checkpoint[name])
+            torch.set_rng_state(checkpoint["torch_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            fail(f"{self.args.resume} does not fit the network for {self.args.env_id} ({describe(error)})")
+        if checkpoint.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+        print(f"resuming {self.run_name} at step {checkpoint['global_step']:,} of {self.args.total_timesteps:,}")
+        return checkpoint["global_step"]
+
+    def save(self, global_step: int):
+        checkpoint = dict(
+            script=SCRIPT.name,
+            args=vars(self.args),
+            run_name=self.run_name,
+            global_step=global_step,
+            iteration=global_step // self.args.batch_size,
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() and self.args.cuda else None,
+            **{name: part.state_dict() for name, part in self.parts.items()},
+        )
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, self.path)
+
+    def save_if_due(self, global_step: int, steps: int, envs: "AtariGames", writer: SummaryWriter):
+        """After an iteration of `steps` steps: a checkpoint if a multiple of checkpoint_every was passed or a signal
+        came; after a signal, the run stops here."""
+        every = self.args.checkpoint_every
+        if self.signum or every > 0 and global_step // every > (global_step - steps) // every:
+            self.save(global_step)
+        if self.signum:
+            envs.close()
+            writer.close()
+            resume = f"python {SCRIPT.name} --resume {self.path}"
+            print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
+            sys.exit(128 + self.signum)
+
+
+def evaluate_saved_model(args: Args):
+    """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
     device = seed_everything(args)
-    if rank == 0:
-        resumed_at = checkpoint and (checkpoint["run_name"], checkpoint["global_step"])
-        run_name, run_dir, writer = start_run(args, *(resumed_at or ()))
-    else:
-        run_name, run_dir, writer = None, None, NoWriter()
+    agent, saved = load_agent(args.load_model, device)
+    # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
+    experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
+    for field in experiment_fields:
+        setattr(saved, field, getattr(args, field))
+    _, run_dir, writer = start_run(saved)
+    finish(agent, saved, run_dir, writer, device)
+    writer.close()
+
+
+def main(args: Args):
+    checkpoint = read_checkpoint(args.resume) if args.resume is not None else None
+    run_name, run_dir, writer = start_run(args, checkpoint)
+    device = seed_everything(args)
 
     # env setup: whole games in C++ threads; step() returns the learning signals (clipped rewards, a lost life ends
-    # an episode) and SAME_STEP autoreset hands over the final observation of a game in the step that ends it.
-    video_folder = str(run_dir / "videos") if args.capture_video and rank == 0 else None
-    envs = AtariGames(args, args.local_num_envs, video_folder)
+    # an episode), and SAME_STEP autoreset hands over the final observation of a game in the step that ends it
+    video_folder = run_dir / "videos" if args.capture_video else None
+    envs = AtariGames(args, args.num_envs, video_folder)
     action_space = envs.single_action_space
 
     agent = Agent(envs.single_observation_space, action_space).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    global_step, first_iteration = 0, 1
-    if checkpoint is not None:
-        try:
-            agent.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            global_step, first_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
-            torch.set_rng_state(checkpoint["torch_rng"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as error:
-            fail(f"{args.resume} does not fit the network for {args.env_id} ({describe(error)})")
-        if checkpoint["cuda_rng"] is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(checkpoint["cuda_rng"])
-        if rank == 0:
-            print(f"resuming {run_name} at step {global_step:,} of {args.total_timesteps:,}")
-    params = list(agent.parameters())
-    if args.world_size > 1:
-        for param in params:  # the same start on every process, whatever their RNGs did
-            dist.broadcast(param.data, src=0)
-        # each process samples its own actions and minibatches: a stream of its own for each (re)start
-        torch.manual_seed(int(np.random.SeedSequence([args.seed, rank, global_step]).generate_state(1)[0]))
-    stop_signal = StopSignal()
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    checkpoints = Checkpoints(args, run_name, run_dir, model=agent, optimizer=optimizer)
+    global_step = checkpoints.restore(checkpoint, device) if checkpoint is not None else 0
 
-    # rollout storage: frames (uint8 until the network reads them), actions, log-probabilities and values live on
-    # device; what the envs return is gathered on the host and moved once per rollout
-    storage_shape = (args.num_steps, args.local_num_envs)
-    channels, height, width = envs.single_observation_space.shape  # stored channels-last, the layout Agent reads
-    frames = torch.zeros(storage_shape + (height, width, channels), device=device, dtype=torch.uint8)
-    obs = frames.movedim(-1, -3)  # [step, env, channels, height, width], a view of the frames
+    # ALGO LOGIC: storage setup; what the envs return stays on the host until the rollout ends
+    storage_shape = (args.num_steps, args.num_envs)
+    obs = torch.zeros(storage_shape + envs.single_observation_space.shape, device=device, dtype=torch.uint8)
     actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=torch.long)
     logprobs = torch.zeros(storage_shape, device=device)
     values = torch.zeros(storage_shape, device=device)
     rewards = np.zeros(storage_shape, dtype=np.float32)
     terminations = np.zeros(storage_shape, dtype=np.float32)
     truncations = np.zeros(storage_shape, dtype=np.float32)
+    final_values = torch.zeros(storage_shape, device=device)  # V(final obs) where a time limit cut an episode
 
     # game statistics: the vector env reports none, so raw scores of whole games are tracked here
-    episode_returns = np.zeros(args.local_num_envs)
-    episode_lengths = np.zeros(args.local_num_envs, dtype=np.int64)
+    episode_returns = np.zeros(args.num_envs)
+    episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
     recent_returns = deque(maxlen=20)
 
     start_step, start_time = global_step, time.time()
     last_print = start_time
-    # env i of all num_envs plays from seed + i; a resumed run starts new games (the emulators' state is not saved)
-    next_obs, _ = envs.reset(seed=args.seed + global_step + rank * args.local_num_envs)
+    # env i plays from seed + i; a resumed run starts new games (the emulators' state is not saved)
+    next_obs, _ = envs.reset(seed=args.seed + global_step)
     next_obs = torch.as_tensor(next_obs, device=device)
 
-    for iteration in range(first_iteration, args.num_iterations + 1):
+    for iteration in range(global_step // args.batch_size + 1, args.num_iterations + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
-        # ==============================================================================================================
-        # Rollout: num_steps steps of every env with the current policy
-        # ==============================================================================================================
-        start_of_iteration = global_step
-        cut_episodes = []  # (step, env, final observation) of the episodes a time limit cut
+        # ALGO LOGIC: rollout, num_steps steps of every env with the current policy
+        final_values.zero_()
         for step in range(args.num_steps):
-            global_step += args.num_envs  # all processes' steps
+            global_step += args.num_envs
             obs[step] = next_obs
-            # the CNN trunk dominates the compute and runs here anyway: keeping log pi(a|s) and V(s) from this pass
-            # is ~8% faster per iteration than scoring the whole rollout again afterwards, as ppo.py does for its
-            # small MLPs (benchmarks/bench_atari.py --rollout-ablation)
-            with torch.inference_mode():
-                action, logprobs[step], values[step] = agent.get_action_and_value(next_obs)
-                actions[step] = action
+            # the CNN dominates the compute, so log pi(a|s) and V(s) are kept from this forward pass rather than
+            # computed again after the rollout (benchmarks/bench_atari.py --ablation)
+            with torch.no_grad():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+            actions[step], logprobs[step], values[step] = action, logprob, value
 
-            next_obs_np, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
+            next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
             rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
-            next_obs = torch.as_tensor(next_obs_np, device=device)
-            cut_episodes += [(step, i, infos["final_obs"][i]) for i in np.flatnonzero(truncated & ~terminated)]
+            next_obs = torch.as_tensor(next_obs, device=device)
+            for i in np.flatnonzero(truncated & ~terminated):  # cut by a time limit: bootstrap from V(final obs)
+                with torch.no_grad():
+                    final_values[step, i] = agent.get_value(
+                        torch.as_tensor(infos["final_obs"][i : i + 1], device=device)
+                    )
 
             # logging: every game that ended, in every env (raw scores of whole games, all lives)
             episode_returns += infos["raw_reward"]
@@ -891,25 +822,16 @@ def main(args: Args):
                 recent_returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
-        # ==============================================================================================================
-        # Advantages (GAE) and value targets
-        # ==============================================================================================================
-        # one row per observation: a minibatch takes its rows with index_select, which copies them at memory speed,
-        # where indexing the channels-last obs gathers byte by byte (0.3 ms vs 4 ms for 256 observations on a CPU)
-        b_frames = frames.view(-1, height * width * channels)
+        # ALGO LOGIC: advantages (GAE) and value targets
+        b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
         b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)
         with torch.no_grad():
-            last_values = agent.get_value(next_obs)
-            final_values = torch.zeros(storage_shape, device=device)
-            if cut_episodes:  # bootstrap values of the final observations of truncated episodes
-                steps, env_ids, final_obs = zip(*cut_episodes)
-                final_obs = torch.as_tensor(np.stack(final_obs), device=device)
-                final_values[steps, env_ids] = agent.get_value(final_obs)
+            next_value = agent.get_value(next_obs)
             advantages, returns = compute_gae(
                 torch.as_tensor(rewards, device=device),
                 values,
-                last_values,
+                next_value,
                 torch.as_tensor(terminations, device=device),
                 torch.as_tensor(truncations, device=device),
                 final_values,
@@ -918,51 +840,25 @@ def main(args: Args):
             )
         b_advantages = advantages.reshape(-1)
         b_returns = returns.reshape(-1)
-        # ==============================================================================================================
-        # Optimizing the policy and value network: update_epochs passes over shuffled minibatches
-        # ==============================================================================================================
-        # (with several processes, each takes minibatches of its own rollout and they average their gradients: one
-        # update on minibatches of the size a single process would use)
-        local_batch_size = args.local_num_envs * args.num_steps
-        local_minibatch_size = local_batch_size // args.num_minibatches
+
+        # ALGO LOGIC: update_epochs passes over shuffled minibatches of the rollout
         epoch_stats = []
         for epoch in range(args.update_epochs):
-            b_inds = torch.randperm(local_batch_size, device=device)
-            for start in range(0, local_batch_size, local_minibatch_size):
-                mb_inds = b_inds[start : start + local_minibatch_size]
-                loss, stats = ppo_loss(
-                    agent,
-                    args,
-                    b_frames.index_select(0, mb_inds).view(-1, height, width, channels).movedim(-1, -3),
-                    b_actions[mb_inds],
-                    b_logprobs[mb_inds],
-                    b_advantages[mb_inds],
-                    b_returns[mb_inds],
-                    b_values[mb_inds],
-                )
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+                minibatch = [b[mb_inds] for b in (b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values)]
+                loss, stats = ppo_loss(agent, args, *minibatch)
                 optimizer.zero_grad()
                 loss.backward()
-                if args.world_size > 1:
-                    average_gradients(params, args.world_size)
-                nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
                 epoch_stats.append(torch.stack(list(stats.values())))
-            if args.target_kl is not None:
-                approx_kl = stats["approx_kl"].clone()
-                if args.world_size > 1:  # every process stops at the same epoch
-                    dist.all_reduce(approx_kl)
-                    approx_kl /= args.world_size
-                if approx_kl > args.target_kl:
-                    break
+            if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
+                break
 
-        # ==============================================================================================================
-        # Plumbing: logging and progress
-        # ==============================================================================================================
-        mean_stats = torch.stack(epoch_stats).mean(0)
-        if args.world_size > 1:
-            dist.all_reduce(mean_stats)
-            mean_stats /= args.world_size
-        mean_stats = mean_stats.tolist()
+        # logging and progress
+        mean_stats = torch.stack(epoch_stats).mean(0).tolist()
         y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
@@ -975,33 +871,17 @@ def main(args: Args):
         if time.time() - last_print > 10 or iteration == args.num_iterations:
             last_print = time.time()
             recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            if rank == 0:
-                print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
-
-        # checkpoint every checkpoint_every steps, and when a signal stops the run
-        stop = stop_signal.requested(args.world_size)
-        every = args.checkpoint_every
-        due = every > 0 and global_step // every > start_of_iteration // every  # a multiple of it was passed
-        if rank == 0 and (stop or due):
-            save_checkpoint(run_dir / "checkpoint.pt", args, run_name, global_step, iteration, agent, optimizer)
-        if stop:
-            envs.close()
-            writer.close()
-            if rank == 0:
-                launcher = "torchrun <its options>" if args.world_size > 1 else "python"
-                resume = f"{launcher} {SCRIPT.name} --resume {run_dir / 'checkpoint.pt'}"
-                print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
-            if args.world_size > 1:
-                dist.destroy_process_group()
-            sys.exit(128 + (stop_signal.signum or signal.SIGTERM))
+            print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
+        checkpoints.save_if_due(global_step, args.batch_size, envs, writer)
 
     envs.close()
-    if args.world_size > 1:
-        dist.destroy_process_group()
-    if rank == 0:
-        finish(agent, args, run_dir, writer, device)
+    finish(agent, args, run_dir, writer, device)
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        evaluate_saved_model(args)
+    else:
+        main(args)

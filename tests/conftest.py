@@ -76,12 +76,12 @@ def eval_line(stdout):
 
 
 def assert_refused_in_process(module, argv, needle, cwd, monkeypatch):
-    """Bad arguments, checked in-process: main() exits with one line naming the problem before writing anything."""
+    """Bad arguments, checked in-process: check_args() exits with one line naming the problem, writing nothing."""
     import tyro
 
     monkeypatch.chdir(cwd)
     with pytest.raises(SystemExit) as exit_info:
-        module.main(tyro.cli(module.Args, args=argv))
+        module.main(module.check_args(tyro.cli(module.Args, args=argv)))
     message = str(exit_info.value)
     assert message.startswith(f"{module.__name__}.py: error: ") and "\n" not in message, message
     assert needle.lower() in message.lower(), message

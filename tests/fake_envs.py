@@ -32,7 +32,15 @@ class TextObservationEnv(FixedLengthEnv):
     observation_space = gym.spaces.Text(5)
 
 
+class NeverEndingEnv(FixedLengthEnv):
+    """An episode that neither terminates nor has a time limit."""
+
+    def __init__(self):
+        super().__init__(length=np.iinfo(np.int64).max)
+
+
 gym.register("FixedLength-v0", entry_point=FixedLengthEnv)
+gym.register("NeverEnding-v0", entry_point=NeverEndingEnv)
 gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv)
 gym.register("TextObservation-v0", entry_point=TextObservationEnv)
 

@@ -65,16 +65,16 @@ def test_gae_with_lambda_one_is_the_discounted_return_minus_value():
 
 
 # ======================================================================================================================
-# The policy: the written-out categorical distribution is torch's
+# The policy: the rollout's Gumbel-max samples follow the categorical distribution the update scores
 # ======================================================================================================================
 def test_categorical_scores_match_torch_and_samples_follow_the_policy():
     torch.manual_seed(0)
     agent = ppo.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4))
     with torch.no_grad():  # a policy far from uniform
-        agent.actor.layers[-1].weight.mul_(300)
+        agent.actor[-1].weight.mul_(300)
     x = torch.randn(5, 3)
     actions = torch.tensor([0, 1, 2, 3, 1])
-    logprob, entropy, value = agent.evaluate_actions(x, actions)
+    _, logprob, entropy, value = agent.get_action_and_value(x, actions)
     reference = torch.distributions.Categorical(logits=agent.actor(x))
     torch.testing.assert_close(logprob, reference.log_prob(actions))
     torch.testing.assert_close(entropy, reference.entropy())
@@ -90,7 +90,7 @@ def test_gaussian_policy_log_prob_and_action_clipping():
     agent = ppo.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (2,)))
     x = torch.randn(4, 3)
     action = torch.randn(4, 2) * 5
-    logprob, entropy, _ = agent.evaluate_actions(x, action)
+    _, logprob, entropy, _ = agent.get_action_and_value(x, action)
     reference = torch.distributions.Normal(agent.actor(x), agent.actor_logstd.exp())
     torch.testing.assert_close(logprob, reference.log_prob(action).sum(-1))
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
@@ -206,6 +206,31 @@ def test_track_offline_leaves_a_wandb_run(tmp_path):
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     assert_refused("ppo.py", *args, needles=needles, cwd=tmp_path, env=FAKE_ENVS)
+
+
+@pytest.mark.parametrize("option", ["--gym-id", "--batch-size", "--minibatch-size", "--num-iterations"])
+def test_computed_fields_are_not_options(tmp_path, option):
+    proc = run_script("ppo.py", option, "Acrobot-v1" if option == "--gym-id" else 8, cwd=tmp_path)
+    assert proc.returncode != 0 and "Unrecognized options" in proc.stderr
+    assert option not in run_script("ppo.py", "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Taxi-v3"])
+def test_discrete_observation_envs_train_and_evaluate(tmp_path, env_id):
+    proc = run_script("ppo.py", "--env-id", env_id, *TINY, "--hub-package", cwd=tmp_path)
+    assert_ok(proc)
+    run_dir = only_run_dir(tmp_path)
+    assert read_results(run_dir / "results.json")["n_evaluation_episodes"] == 2
+    assert (run_dir / "hub" / "model.pt").is_file()
+
+
+def test_evaluation_of_an_env_without_a_time_limit_ends(monkeypatch):
+    import tests.fake_envs  # noqa: F401  (registers NeverEnding-v0)
+
+    monkeypatch.setattr(ppo, "MAX_EVAL_STEPS", 50)
+    args = ppo.Args(env_id="NeverEnding-v0", gym_id="NeverEnding-v0")
+    agent = ppo.Agent(gym.spaces.Box(0.0, np.inf, (1,)), gym.spaces.Discrete(2))
+    assert ppo.evaluate(agent, args, 2, 0, torch.device("cpu"), None) == [50.0, 50.0]
 
 
 def test_upload_without_a_token_stops_before_training(tmp_path):

@@ -22,6 +22,7 @@ from conftest import (
     assert_hub_folder,
     assert_ok,
     assert_refused,
+    assert_upload_needs_a_token,
     only_run_dir,
     read_results,
     read_scalars,
@@ -124,7 +125,7 @@ def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
     monkeypatch.setattr(ppo_atari, "MAX_FRAMES", 4 * 14)
     monkeypatch.chdir(tmp_path)
     args = scripted_args(total_timesteps=128, num_envs=2, num_steps=32, num_minibatches=2, eval_episodes=2)
-    ppo_atari.main(args)
+    ppo_atari.main(ppo_atari.check_args(args))
     run_dir = only_run_dir(tmp_path)
     scalars = read_scalars(run_dir)
     games = sorted(
@@ -147,8 +148,8 @@ def test_rollout_scores_match_the_update_scores():
         agent.actor.weight.mul_(100)  # a policy far from uniform
     x = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
     with torch.no_grad():
-        action, logprob, value = agent.get_action_and_value(x)
-    new_logprob, entropy, new_value = agent.evaluate_actions(x, action)
+        action, logprob, _, value = agent.get_action_and_value(x)
+    _, new_logprob, entropy, new_value = agent.get_action_and_value(x, action)
     torch.testing.assert_close(new_logprob, logprob)
     torch.testing.assert_close(new_value, value)
     reference = torch.distributions.Categorical(logits=agent.actor(agent.hidden(x)))
@@ -230,6 +231,17 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     assert_refused("ppo_atari.py", *args, needles=needles, cwd=tmp_path)
 
 
+def test_upload_without_a_token_stops_before_training(tmp_path):
+    assert_upload_needs_a_token("ppo_atari.py", "someone/ppo-BreakoutNoFrameskip-v4", tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--game", "--repeat-action-probability", "--batch-size", "--world-size"])
+def test_computed_fields_are_not_options(tmp_path, option):
+    proc = run_script("ppo_atari.py", option, 1, cwd=tmp_path)
+    assert proc.returncode != 0 and "Unrecognized options" in proc.stderr
+    assert option not in run_script("ppo_atari.py", "--help", cwd=tmp_path).stdout
+
+
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):
     agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
     # Breakout has 4 actions, Pong 6
@@ -239,42 +251,9 @@ def test_corrupt_or_mismatched_model_is_refused(tmp_path):
 
 
 # ======================================================================================================================
-# Several processes (torchrun, gloo on CPU), checkpoints and resume
+# Checkpoints and resume
 # ======================================================================================================================
 SMALL = ("--num-envs", 4, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 2, "--torch-threads", 1)
-
-
-def test_two_processes_train_one_agent(tmp_path):
-    """torchrun --nproc-per-node 2: each process steps 2 of the 4 envs; after every update both hold the same
-    parameters (their gradients are averaged), and the logged steps count both processes' envs."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", 2,
-        ROOT / "tests" / "torchrun_probe.py", tmp_path, *SMALL, "--total-timesteps", 384, "--eval-episodes", 0,
-        "--save-model", "--env-threads", 1, "--checkpoint-every", 384,
-    ]  # fmt: skip
-    proc = subprocess.run(
-        list(map(str, command)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert_ok(proc)
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert len(ranks[0]) == len(ranks[1]) == 3 * 2 * 2  # iterations x epochs x minibatches
-    assert all(check["equal"] for rank in ranks for check in rank)
-    for check0, check1 in zip(*ranks):  # the same averaged gradient, not two different ones
-        assert check0["grad_sum"] == pytest.approx(check1["grad_sum"], rel=1e-6)
-    run_dir = only_run_dir(tmp_path)  # rank 0 alone logs and saves
-    assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == [128, 256, 384]
-    args = json.loads((run_dir / "args.json").read_text())
-    assert (args["world_size"], args["num_envs"], args["local_num_envs"], args["batch_size"]) == (2, 4, 2, 128)
-
-    # both processes resume from rank 0's checkpoint (here at the end of the run: nothing is left to train)
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert (checkpoint["global_step"], checkpoint["iteration"], checkpoint["args"]["world_size"]) == (384, 3, 2)
-    resume = [*command[:6], ROOT / "ppo_atari.py", "--resume", run_dir / "checkpoint.pt", "--env-threads", 1]
-    proc = subprocess.run(list(map(str, resume)), cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert_ok(proc)
-    assert f"resuming {run_dir.name} at step 384 of 384" in proc.stdout
 
 
 def start_training(tmp_path, *args):
@@ -345,8 +324,8 @@ def test_bad_checkpoints_are_refused(tmp_path):
     path = saved / "checkpoint.pt"
     agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
     optimizer = torch.optim.Adam(agent.parameters())
-    args = ppo_atari.Args(total_timesteps=1024, num_envs=4, num_steps=32, num_minibatches=2)
-    ppo_atari.save_checkpoint(path, args, "saved", 128, 1, agent, optimizer)
+    args = ppo_atari.check_args(ppo_atari.Args(total_timesteps=1024, num_envs=4, num_steps=32, num_minibatches=2))
+    ppo_atari.Checkpoints(args, "saved", saved, model=agent, optimizer=optimizer).save(128)
 
     def refused(*argv, needles):
         assert_clean_error(run_script("ppo_atari.py", *argv, cwd=tmp_path), *needles)

@@ -1,6 +1,7 @@
-"""Runs ppo_atari.py under torchrun and checks, after every optimizer step, that all processes hold the same parameters.
+"""Runs ppo_atari_multigpu.py under torchrun and checks, after every optimizer step, that all processes hold the same
+parameters.
 
-    torchrun --standalone --nproc-per-node 2 tests/torchrun_probe.py REPORT_DIR [ppo_atari.py arguments]
+    torchrun --standalone --nproc-per-node 2 tests/torchrun_probe.py REPORT_DIR [ppo_atari_multigpu.py arguments]
 
 Each process writes REPORT_DIR/rank<R>.json: for every optimizer step, whether the parameters of all processes were
 equal after it, and the checksum of its own gradient after the averaging (equal across processes when it works).
@@ -16,7 +17,7 @@ import torch.distributed as dist
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ppo_atari  # noqa: E402
+import ppo_atari_multigpu  # noqa: E402
 
 report_dir, argv = Path(sys.argv[1]), sys.argv[2:]
 checks = []
@@ -35,6 +36,6 @@ def checked_step(self, *args, **kwargs):
 
 
 torch.optim.Adam.step = checked_step
-args = tyro.cli(ppo_atari.Args, args=argv)
-ppo_atari.main(args)
+args = ppo_atari_multigpu.check_args(tyro.cli(ppo_atari_multigpu.Args, args=argv))
+ppo_atari_multigpu.main(args)
 (report_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(checks))

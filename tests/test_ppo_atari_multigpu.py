@@ -1,0 +1,55 @@
+"""ppo_atari_multigpu.py: two processes under torchrun (gloo on CPU) train one agent, count the steps of both, and
+resume from rank 0's checkpoint; a plain `python` run is refused with the torchrun command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, assert_ok, assert_refused, only_run_dir, read_scalars
+
+SMALL = ("--num-envs", 4, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 2, "--torch-threads", 1)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", 2]
+
+
+def torchrun(*args, cwd):
+    return subprocess.run(
+        list(map(str, [*TORCHRUN, *args])),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_two_processes_train_one_agent_and_resume(tmp_path):
+    """--nproc-per-node 2: each process steps 2 of the 4 envs; after every update both hold the same parameters (their
+    gradients are averaged), the logged steps count both processes' envs, and both resume from rank 0's checkpoint."""
+    probe = ROOT / "tests" / "torchrun_probe.py"
+    run = (*SMALL, "--total-timesteps", 384, "--eval-episodes", 0, "--save-model", "--env-threads", 1)
+    proc = torchrun(probe, tmp_path, *run, "--checkpoint-every", 384, cwd=tmp_path)
+    assert_ok(proc)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 3 * 2 * 2  # iterations x epochs x minibatches
+    assert all(check["equal"] for rank in ranks for check in rank)
+    for check0, check1 in zip(*ranks):  # the same averaged gradient, not two different ones
+        assert check0["grad_sum"] == pytest.approx(check1["grad_sum"], rel=1e-6)
+    run_dir = only_run_dir(tmp_path)  # rank 0 alone logs and saves
+    assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == [128, 256, 384]
+    args = json.loads((run_dir / "args.json").read_text())
+    assert (args["world_size"], args["num_envs"], args["local_num_envs"], args["batch_size"]) == (2, 4, 2, 128)
+
+    # both processes resume from rank 0's checkpoint (here at the end of the run: nothing is left to train)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["global_step"], checkpoint["iteration"], checkpoint["args"]["world_size"]) == (384, 3, 2)
+    script = ROOT / "ppo_atari_multigpu.py"
+    proc = torchrun(script, "--resume", run_dir / "checkpoint.pt", "--env-threads", 1, cwd=tmp_path)
+    assert_ok(proc)
+    assert f"resuming {run_dir.name} at step 384 of 384" in proc.stdout
+
+
+def test_plain_python_is_refused_with_the_torchrun_command(tmp_path):
+    assert_refused("ppo_atari_multigpu.py", needles=("torchrun --standalone --nproc-per-node",), cwd=tmp_path)
