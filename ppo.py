@@ -156,10 +156,7 @@ def check_args(args: Args) -> Args:
         fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
-        fail(
-            f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}; "
-            "choose a divisor"
-        )
+        fail(f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
     if args.load_model is None:
@@ -303,7 +300,7 @@ class Agent(nn.Module):
             return self.get_action_and_value(x)[0]
         logits = self.actor(x)
         # Gumbel-max: argmax(logits + G), G = -log(E), E ~ Exp(1), is a sample of softmax(logits), in a fraction of
-        # the operations of Categorical(logits).sample() (benchmarks/ablation_ppo.py)
+        # the operations of Categorical(logits).sample() (benchmarks/ablation.py)
         return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
 
     def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
@@ -659,7 +656,7 @@ def main(args: Args):
 
         # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
         # the network did not change during the rollout, so its steps are scored in one batched pass, far faster than
-        # one by one in the rollout for these small networks (benchmarks/ablation_ppo.py)
+        # one by one in the rollout for these small networks (benchmarks/ablation.py)
         b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
         with torch.no_grad():

@@ -176,10 +176,7 @@ def check_args(args: Args) -> Args:
         fail(f"--checkpoint-every must be >= 0 steps, got {args.checkpoint_every}")
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
-        fail(
-            f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}; "
-            "choose a divisor"
-        )
+        fail(f"num_envs * num_steps = {args.batch_size} is not divisible by --num-minibatches {args.num_minibatches}")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
     if args.load_model is None:
@@ -235,23 +232,15 @@ class VideoWriter:
 
 
 class AtariGames:
-    """`num_envs` Atari games stepped in C++ threads by ale_py's AtariVectorEnv, with the DeepMind preprocessing:
-    frame skip 4 with a max-pool over the last two frames, 84x84 grayscale, the last 4 frames stacked, up to 30 no-op
-    starts, FIRE on reset, and the 108k-frame cap. The games are whole (all lives) and their rewards raw; step()
-    derives the learning signals from them, as CleanRL's EpisodicLifeEnv and ClipRewardEnv do:
-
-    - reward: sign(r), the clipped reward;
-    - terminated: the game is over, or a life was lost (the end of an episode for the value target; the game goes on);
-    - truncated: the 108k-frame cap cut the game (bootstrap from infos["final_obs"]);
-    - infos["raw_reward"], infos["game_over"]: the score and the ends of whole games, for logging and evaluation.
-
-    (The vector env's own `episodic_life` restarts the whole game at a life loss, and its `reward_clipping` hides the
-    score, so both are off.) Autoreset is SAME_STEP: the step that ends a game returns the first observation of the
-    next one and the final observation in infos["final_obs"], so no step of a rollout is a phantom transition.
-
-    With a video folder, a twin of env 0 (the same game, seed and actions, in RGB at full size) records env 0's
-    games that gymnasium's capped cubic schedule picks (0, 1, 8, 27, ...), or only the first in an evaluation.
-    """
+    """`num_envs` Atari games in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4
+    with a max-pool over the last two frames, 84x84 grayscale, 4 stacked frames, up to 30 no-op starts, FIRE on
+    reset and the 108k-frame cap. The games are whole (all lives) and their rewards raw; step() derives the learning
+    signals from them, as CleanRL's EpisodicLifeEnv and ClipRewardEnv do: the reward sign(r); terminated at game over
+    or a lost life (the game goes on); truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
+    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. (The vector
+    env's own episodic_life restarts the game at a life loss and its reward_clipping hides the score: both are off.)
+    With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games that gymnasium's
+    capped cubic schedule picks, or the first game of an evaluation."""
 
     def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
@@ -349,7 +338,7 @@ class Agent(nn.Module):
         self.actor = layer_init(nn.Linear(512, int(action_space.n)), std=0.01)
         self.critic = layer_init(nn.Linear(512, 1), std=1.0)
         # channels-last weights and inputs: CPU convolutions run much faster in this layout, with the same numbers
-        # (benchmarks/bench_atari.py --ablation)
+        # (benchmarks/ablation.py)
         self.to(memory_format=torch.channels_last)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
@@ -799,7 +788,7 @@ def main(args: Args):
             global_step += args.num_envs
             obs[step] = next_obs
             # the CNN dominates the compute, so log pi(a|s) and V(s) are kept from this forward pass rather than
-            # computed again after the rollout (benchmarks/bench_atari.py --ablation)
+            # computed again after the rollout (benchmarks/ablation.py)
             with torch.no_grad():
                 action, logprob, _, value = agent.get_action_and_value(next_obs)
             actions[step], logprobs[step], values[step] = action, logprob, value

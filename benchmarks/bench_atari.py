@@ -2,8 +2,7 @@
 
     python benchmarks/bench_atari.py                      # speed (medians of 3) and replay memory (~35 min)
     python benchmarks/bench_atari.py --threads            # also: the torch / env thread split of ppo_atari.py
-    python benchmarks/bench_atari.py --rollout-ablation   # also: keeping log-probs and values in the rollout
-    python benchmarks/bench_atari.py --torchrun           # also: ppo_atari.py on 1 and 2 processes, all-reduce cost
+    python benchmarks/bench_atari.py --torchrun           # also: ppo_atari_multigpu.py on 2 processes, all-reduce cost
     python benchmarks/bench_atari.py --breakdown          # also: where a ppo_atari.py process spends its time
     python benchmarks/bench_atari.py --algos ppo --ppo-steps 102400 --repeat 1 --skip-memory   # a longer PPO row
 
@@ -156,59 +155,6 @@ def thread_split():
               flush=True)  # fmt: skip
 
 
-def rollout_ablation(iterations: int = 5):
-    """One PPO iteration (rollout of 8 envs x 128 steps, then 4 epochs x 4 minibatches) with log pi(a|s) and V(s)
-    kept from the rollout's forward passes, or recomputed afterwards in one batched pass as ppo.py does."""
-    import numpy as np
-    import torch
-
-    sys.path.insert(0, str(ROOT))
-    import ppo_atari
-
-    args = ppo_atari.Args(game="breakout")
-    torch.set_num_threads(args.torch_threads)
-    envs = ppo_atari.AtariGames(args, 8)
-    agent = ppo_atari.Agent(envs.single_observation_space, envs.single_action_space)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5, fused=True)
-    next_obs = torch.as_tensor(envs.reset(seed=1)[0])
-    obs = torch.zeros((128, 8, 4, 84, 84), dtype=torch.uint8)
-    actions = torch.zeros((128, 8), dtype=torch.long)
-
-    def iteration(keep: bool):
-        nonlocal next_obs
-        start = time.perf_counter()
-        for step in range(128):
-            obs[step] = next_obs
-            with torch.inference_mode():
-                action = agent.get_action_and_value(next_obs)[0] if keep else agent.get_action(next_obs)
-            actions[step] = action
-            next_obs = torch.as_tensor(envs.step(action.numpy())[0])
-        b_obs, b_actions = obs.reshape(-1, 4, 84, 84), actions.reshape(-1)
-        if not keep:
-            with torch.no_grad():
-                agent.evaluate_actions(b_obs, b_actions)
-        rollout = time.perf_counter() - start
-        for _ in range(4):
-            for mb in torch.randperm(1024).split(256):
-                logprob, entropy, value = agent.evaluate_actions(b_obs[mb], b_actions[mb])
-                optimizer.zero_grad()
-                (value.square().mean() - logprob.mean() - 0.01 * entropy.mean()).backward()
-                optimizer.step()
-        return rollout, time.perf_counter() - start
-
-    times = {True: [], False: []}
-    for _ in range(iterations):  # interleaved, so that the machine's noise hits both alike
-        for keep in (True, False):
-            times[keep].append(iteration(keep))
-    envs.close()
-    print("\n### ppo_atari.py: log-probabilities and values of the rollout (medians of per-iteration times)\n")
-    print("| | rollout (+ re-scoring) | whole iteration | SPS of the iteration |")
-    print("|---|---|---|---|")
-    for keep, label in ((True, "kept from the rollout's forward passes"), (False, "re-scored in one batched pass")):
-        rollout, whole = np.median(np.array(times[keep]), axis=0)
-        print(f"| {label} | {rollout:.2f} s | {whole:.2f} s | {1024 / whole:.0f} |")
-
-
 def breakdown(repeat: int = 3):
     """Where a whole 10,240-step ppo_atari.py process spends its time: its start-up and exit, phase by phase, and one
     iteration (rollout forwards, game steps, updates), each measured in a fresh interpreter by breakdown_child();
@@ -276,21 +222,19 @@ def breakdown_child(launched: float):
     import ppo_atari
 
     lap("imports")
-    args = ppo_atari.Args(**{k: v for k, v in PPO.items() if k != "total_timesteps"}, game="breakout")
-    ppo_atari.check_args(args)
+    args = ppo_atari.check_args(ppo_atari.Args(**{k: v for k, v in PPO.items() if k != "total_timesteps"}))
     torch.set_num_threads(args.torch_threads)
     envs = ppo_atari.AtariGames(args, args.num_envs)
     lap("env_construction")
     agent = ppo_atari.Agent(envs.single_observation_space, envs.single_action_space)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     lap("optimizer")
     with tempfile.TemporaryDirectory() as folder:
         writer = SummaryWriter(folder)
         lap("writer")
         next_obs = torch.as_tensor(envs.reset(seed=1)[0])
         lap("reset")
-        frames = torch.zeros((128, 8, 84, 84, 4), dtype=torch.uint8)
-        obs = frames.movedim(-1, -3)
+        obs = torch.zeros((128, 8, 4, 84, 84), dtype=torch.uint8)
         actions, logprobs, values = torch.zeros((128, 8), dtype=torch.long), torch.zeros(128, 8), torch.zeros(128, 8)
         rewards, terminations = np.zeros((128, 8), dtype=np.float32), np.zeros((128, 8), dtype=np.float32)
         iterations = []
@@ -299,7 +243,7 @@ def breakdown_child(launched: float):
             for step in range(128):
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, logprobs[step], values[step] = agent.get_action_and_value(next_obs)
+                    action, logprobs[step], _, values[step] = agent.get_action_and_value(next_obs)
                     actions[step] = action
                 lap("forwards")
                 next_obs_np, rewards[step], terminations[step], _, _ = envs.step(action.numpy())
@@ -312,19 +256,18 @@ def breakdown_child(launched: float):
                     zeros, args.gamma, args.gae_lambda,
                 )  # fmt: skip
             lap("advantages")
-            b_frames, b_actions = frames.view(1024, -1), actions.reshape(-1)
+            b_obs, b_actions = obs.reshape(1024, 4, 84, 84), actions.reshape(-1)
             b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)
             b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
             for _ in range(args.update_epochs):
                 for mb in torch.randperm(1024).split(256):
-                    mb_obs = b_frames.index_select(0, mb).view(-1, 84, 84, 4).movedim(-1, -3)  # as ppo_atari.py
                     loss, _ = ppo_atari.ppo_loss(
-                        agent, args, mb_obs, b_actions[mb], b_logprobs[mb], b_advantages[mb], b_returns[mb],
+                        agent, args, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], b_returns[mb],
                         b_values[mb],
                     )  # fmt: skip
                     optimizer.zero_grad()
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                    torch.nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                     optimizer.step()
             lap("updates")
             iterations.append({key: times[key] - before.get(key, 0.0) for key in times if key in LOOP_PHASES})
@@ -340,9 +283,11 @@ LOOP_PHASES = ("forwards", "game_steps", "advantages", "updates")
 
 
 def torchrun_speed(steps: int = 20_480):
-    """ppo_atari.py on 1 process and on 2 (torchrun, gloo), the same 8 envs in all, whole process; then the cost of
-    the gradient all-reduce that each minibatch update adds."""
-    print(f"\n### ppo_atari.py on 1 and 2 processes (8 envs in all, {steps:,} steps, whole process)\n", flush=True)
+    """ppo_atari.py on 1 process and ppo_atari_multigpu.py on 2 (torchrun, gloo), the same 8 envs in all, whole
+    process; then the cost of the gradient all-reduce that each minibatch update adds."""
+    print(
+        f"\n### ppo_atari.py, and ppo_atari_multigpu.py on 2 processes (8 envs in all, {steps:,} steps)\n", flush=True
+    )
     print("| processes | torch threads each | env threads each | wall | SPS |")
     print("|---|---|---|---|---|")
     config = PPO | dict(total_timesteps=steps)
@@ -352,7 +297,7 @@ def torchrun_speed(steps: int = 20_480):
             wall, _ = ours("ppo", config, *extra)
         else:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-            script = [str(ROOT / "ppo_atari.py"), *flags("ppo", config), "--eval-episodes", "0", *extra]
+            script = [str(ROOT / "ppo_atari_multigpu.py"), *flags("ppo", config), "--eval-episodes", "0", *extra]
             wall, _ = timed(launcher + script, {"OMP_NUM_THREADS": "1"})
         print(f"| {processes} | {threads} | {threads} | {wall:.1f} s | {steps / wall:.0f} |", flush=True)
     import torch.multiprocessing as mp
@@ -398,8 +343,7 @@ def all_reduce_cost(rank: int, world_size: int, folder: str, repeats: int = 50):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", action="store_true", help="also sweep ppo_atari.py's thread split")
-    parser.add_argument("--rollout-ablation", action="store_true", help="also time the two rollout designs")
-    parser.add_argument("--torchrun", action="store_true", help="also ppo_atari.py on 1 and 2 processes")
+    parser.add_argument("--torchrun", action="store_true", help="also ppo_atari_multigpu.py on 2 processes")
     parser.add_argument("--breakdown", action="store_true", help="also where a ppo_atari.py process spends its time")
     parser.add_argument("--breakdown-child", type=float, help=argparse.SUPPRESS)  # launch time; run by --breakdown
     parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
@@ -419,8 +363,6 @@ def main():
         memory(python)
     if options.threads:
         thread_split()
-    if options.rollout_ablation:
-        rollout_ablation()
     if options.torchrun:
         torchrun_speed()
     if options.breakdown:
