@@ -1,25 +1,18 @@
 """Deep Q-Network (DQN) on Atari games: Hugging Face Deep RL Course, unit 3.
 
 DQN learns Q(s, a), the expected discounted return of action a in state s, with the Nature CNN. It acts
-epsilon-greedily, keeps its transitions in a replay buffer, and every `train_frequency` steps regresses Q(s, a) onto
+epsilon-greedily, keeps its transitions in a replay memory, and every `train_frequency` steps regresses Q(s, a) onto
 the TD target r + gamma * max_a' Q_target(s', a') on a random minibatch of them, with a Huber loss; the target network
 is a copy of the online network refreshed every `target_network_frequency` steps. Papers: Mnih et al. 2015,
-https://www.nature.com/articles/nature14236; `--double-dqn`: van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461
-(the online network picks a', the target network values it). Defaults are those of the RL Zoo configuration that
-course unit 3 trains SpaceInvadersNoFrameskip-v4 with: 10M steps, buffer 100k, Adam lr 1e-4, batch 32, learning
-starts 100k (random actions until then), target copied every 1,000 steps, train every 4 steps (1 gradient step),
-epsilon 1.0 -> 0.01 over the first 10% of the steps, gradients clipped at norm 10 (Stable-Baselines3's default).
+https://www.nature.com/articles/nature14236; `--double-dqn`: van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461.
+Defaults are those of the RL Zoo configuration that course unit 3 trains SpaceInvadersNoFrameskip-v4 with; the agent
+acts uniformly at random until learning starts.
 
-The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4 with a max-pool
-over the last two frames, 84x84 grayscale, a stack of 4 frames, up to 30 no-op starts and FIRE on reset. The agent
-learns from rewards clipped to their sign and treats the loss of a life as the end of an episode, as the RL Zoo's
-AtariWrapper makes it; `charts/episodic_return` and the evaluation are the raw scores of whole games (all lives). The
-108k-frame cap of a game is a truncation: its TD target bootstraps from the final observation.
-
-The replay buffer stores each frame once, as uint8, and rebuilds the 4-frame stacks of s and s' when it samples,
-with zeros where a stack reaches back before the start of its game (as the env does): about 7.1 KB per transition,
-so that the 1M-transition buffer of the Nature paper fits in 7.1 GB (stacks of s and s' stored whole take 56 KB).
-It lives on the device when it fits there.
+The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing (see AtariGames). The agent
+learns from rewards clipped to their sign and treats a lost life as the end of an episode; `charts/episodic_return`
+and the evaluation are the raw scores of whole games. The replay memory stores each frame once and rebuilds the
+4-frame stacks of s and s' when it samples (see ReplayBuffer); a checkpoint holds it too, so that a resumed run goes
+on learning at once.
 
 Run:
     python dqn_atari.py                                       # SpaceInvadersNoFrameskip-v4, 10M steps
@@ -29,10 +22,7 @@ Run:
     python dqn_atari.py --resume runs/<run>/checkpoint.pt     # go on from the checkpoint, same run and curves
     python dqn_atari.py --help
 
-On a 2-core CPU (AVX-512, torch 2.13) a whole 30,000-step process with a 5k-step warm-up runs at 144 steps/s
-(benchmarks/bench_atari.py: 1.48x CleanRL's dqn_atari.py and 1.41x Stable-Baselines3's DQN with the same
-hyperparameters on the same machine), and a long run at about 115 once learning has started, so the default 10M steps
-take about a day. What shorter runs reach here is in results/README.md.
+What it reaches and how fast: README.md and results/README.md.
 """
 
 import datetime
@@ -94,8 +84,7 @@ class Args:
     hf_repo_id: str | None = None
     """upload the Hub folder to this model repo, e.g. `user/dqn-SpaceInvadersNoFrameskip-v4` (implies --hub-package)"""
     checkpoint_every: int = 0
-    """write runs/<run>/checkpoint.pt (replay buffer included) every this many steps (0: only when SIGINT or SIGTERM
-    stops the run)"""
+    """write runs/<run>/checkpoint.pt every this many steps (0: only when SIGINT or SIGTERM stops the run)"""
     resume: str | None = None
     """path of a checkpoint.pt: continue its run (arguments, run name, TensorBoard dir) from the step it was saved at"""
 
@@ -135,15 +124,17 @@ class Args:
     double_dqn: bool = False
     """if toggled, the TD target is Double DQN's: the online network picks a', the target network values it"""
 
-    # to be filled in runtime
-    game: str = ""
+    # computed from the others, not options
+    game: tyro.conf.Suppress[str] = ""
     """the ROM that runs (from env_id)"""
-    repeat_action_probability: float = 0.0
+    repeat_action_probability: tyro.conf.Suppress[float] = 0.0
     """the sticky-action probability that env_id means (0.25 for v5 ids, 0 for NoFrameskip-v4 ids)"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of iterations (steps of the vector env): total_timesteps / num_envs"""
 
 
 def fail(message: str):
-    """Bad input: one line on stderr, exit status 2, no traceback."""
+    """Bad input: one line on stderr that names the fix, a non-zero exit, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
@@ -152,7 +143,23 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_args(args: Args):
+def check_hub_args(args: Args):
+    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
+    if args.hf_repo_id is None:
+        return
+    from huggingface_hub import get_token
+
+    if args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if not get_token():
+        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    args.hub_package = True
+
+
+def check_args(args: Args) -> Args:
+    """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
+    if args.resume is not None:  # continue an interrupted run with its own arguments
+        args = resumed_args(args)
     positive = (
         "total_timesteps", "learning_rate", "num_envs", "buffer_size", "target_network_frequency", "batch_size",
         "train_frequency", "gradient_steps", "max_grad_norm",
@@ -167,8 +174,10 @@ def check_args(args: Args):
             f"need 0 <= --end-e <= --start-e <= 1 and 0 < --exploration-fraction <= 1, got {args.end_e}, "
             f"{args.start_e} and {args.exploration_fraction}"
         )
-    if args.learning_starts < 0 or args.eval_episodes < 0:
-        fail(f"--learning-starts and --eval-episodes must be >= 0, got {args.learning_starts} and {args.eval_episodes}")
+    if args.learning_starts < 0:
+        fail(f"--learning-starts must be >= 0, got {args.learning_starts}")
+    if args.eval_episodes < 0:
+        fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     if args.torch_threads < 0 or args.env_threads < 0:
         fail(f"--torch-threads and --env-threads must be >= 0, got {args.torch_threads} and {args.env_threads}")
     if args.checkpoint_every < 0:
@@ -178,16 +187,17 @@ def check_args(args: Args):
             f"--buffer-size {args.buffer_size} is too small: it must hold a batch (--batch-size {args.batch_size}) "
             f"and {ReplayBuffer.MIN_SLOTS} steps of each of the {args.num_envs} envs"
         )
-    if args.load_model is None and args.total_timesteps < args.num_envs:
-        fail(f"--total-timesteps {args.total_timesteps} is less than one step of the {args.num_envs} envs")
-    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    args.hub_package = args.hub_package or args.hf_repo_id is not None
+    args.num_iterations = args.total_timesteps // args.num_envs
+    if args.load_model is None:
+        if args.num_iterations == 0:
+            fail(f"--total-timesteps {args.total_timesteps} is less than one step of the {args.num_envs} envs")
+        args.game, args.repeat_action_probability = resolve_env_id(args.env_id)
+        check_memory(args)
+    check_hub_args(args)
+    return args
 
 
-# ======================================================================================================================
-# Environment
-# ======================================================================================================================
+# ENV: the environment
 MAX_FRAMES = 108_000  # 30 minutes of play at 60 frames/s: the cap of a game (a truncation) in the usual protocol
 
 
@@ -232,25 +242,17 @@ class VideoWriter:
 
 
 class AtariGames:
-    """`num_envs` Atari games stepped in C++ threads by ale_py's AtariVectorEnv, with the DeepMind preprocessing:
-    frame skip 4 with a max-pool over the last two frames, 84x84 grayscale, the last 4 frames stacked, up to 30 no-op
-    starts, FIRE on reset, and the 108k-frame cap. The games are whole (all lives) and their rewards raw; step()
-    derives the learning signals from them, as CleanRL's EpisodicLifeEnv and ClipRewardEnv do:
+    """`num_envs` Atari games in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4
+    with a max-pool over the last two frames, 84x84 grayscale, 4 stacked frames, up to 30 no-op starts, FIRE on
+    reset and the 108k-frame cap. The games are whole (all lives) and their rewards raw; step() derives the learning
+    signals from them, as CleanRL's EpisodicLifeEnv and ClipRewardEnv do: the reward sign(r); terminated at game over
+    or a lost life (the game goes on); truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
+    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. (The vector
+    env's own episodic_life restarts the game at a life loss and its reward_clipping hides the score: both are off.)
+    With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games that gymnasium's
+    capped cubic schedule picks, or the first game of an evaluation."""
 
-    - reward: sign(r), the clipped reward;
-    - terminated: the game is over, or a life was lost (the end of an episode for the value target; the game goes on);
-    - truncated: the 108k-frame cap cut the game (bootstrap from infos["final_obs"]);
-    - infos["raw_reward"], infos["game_over"]: the score and the ends of whole games, for logging and evaluation.
-
-    (The vector env's own `episodic_life` restarts the whole game at a life loss, and its `reward_clipping` hides the
-    score, so both are off.) Autoreset is SAME_STEP: the step that ends a game returns the first observation of the
-    next one and the final observation in infos["final_obs"], so no step of a rollout is a phantom transition.
-
-    With a video folder, a twin of env 0 (the same game, seed and actions, in RGB at full size) records env 0's
-    games that gymnasium's capped cubic schedule picks (0, 1, 8, 27, ...), or only the first in an evaluation.
-    """
-
-    def __init__(self, args: Args, num_envs: int, video_folder: str | None = None, evaluation: bool = False):
+    def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
             repeat_action_probability=args.repeat_action_probability,
             frameskip=4,
@@ -266,7 +268,6 @@ class AtariGames:
         self.envs = AtariVectorEnv(args.game, num_envs, num_threads=threads, stack_num=4, **rules)
         self.single_observation_space = self.envs.single_observation_space
         self.single_action_space = self.envs.single_action_space
-        self.num_envs = num_envs
         self.lives = np.zeros(num_envs, dtype=np.int32)
         self.video_folder, self.evaluation, self.twin, self.video = video_folder, evaluation, None, None
         if video_folder is not None:
@@ -297,7 +298,7 @@ class AtariGames:
         wanted = self.game == 0 if self.evaluation else capped_cubic_video_schedule(self.game)
         if wanted:
             prefix = "eval" if self.evaluation else "train"
-            self.video = VideoWriter(Path(self.video_folder) / f"{prefix}-episode-{self.game}.mp4")
+            self.video = VideoWriter(self.video_folder / f"{prefix}-episode-{self.game}.mp4")
             self.video.write(frames[0, 0])
 
     def record(self, action: np.ndarray, game_over: bool):
@@ -319,14 +320,11 @@ class AtariGames:
             self.twin.close()
 
 
-# ======================================================================================================================
-# Network
-# ======================================================================================================================
+# NETWORK: the Nature CNN with one Q-value per action
 class QNetwork(nn.Module):
     """The Nature CNN (conv 32x8x8/4, 64x4x4/2, 64x3x3/1, fc 512) with one output per action, PyTorch's default
     initialisation, as in CleanRL's dqn_atari.py (same parameter names) and SB3's CnnPolicy. Frames arrive as uint8
-    and become floats in [0, 1] on the device. Weights and inputs are channels-last: on a CPU the convolutions then run
-    about 1.7x faster than in the default layout (measured on a 2-core AVX-512 CPU), with the same numbers."""
+    and become floats in [0, 1] on the device."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete):
         super().__init__()
@@ -342,47 +340,41 @@ class QNetwork(nn.Module):
             nn.ReLU(),
             nn.Linear(512, int(action_space.n)),
         )
+        # channels-last weights and inputs: CPU convolutions run much faster in this layout, with the same numbers
+        # (benchmarks/ablation.py)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.contiguous(memory_format=torch.channels_last).float().mul_(1.0 / 255.0))
+        """Q(s, .): one value per action."""
+        return self.network(x.contiguous(memory_format=torch.channels_last).float() / 255.0)
 
 
-# ======================================================================================================================
-# The algorithm's pure pieces
-# ======================================================================================================================
+# ALGO LOGIC: the replay memory, exploration and the TD loss
 class ReplayBuffer:
-    """A replay memory that stores each frame once, as uint8, and rebuilds the stacks of s and s' when it samples.
+    """A replay memory that stores each frame once and rebuilds the 4-frame stacks of s and s' when it samples.
 
     Each env writes a stream of slots into a ring of `buffer_size / num_envs` slots: slot i holds the newest frame of
-    the observation s_i, and once the env has stepped, the action a_i, the clipped reward r_i, whether the step ended
-    an episode for learning (`terminated`: game over or a lost life) and whether the 108k-frame cap cut the game
-    (`truncated`). The transition of slot i is s_i = frames i-3..i and s' = frames i-2..i+1, so that the 4-frame
-    stacks cost one frame per step instead of eight. `age` (steps since the first frame of the game, capped at 3)
-    tells which frames of a stack come from an earlier game: those read as zeros, exactly as the env pads the first
-    observation of a game. When a game ends, its final frame takes a slot of its own (the s' of the last transition,
-    from which a truncated game bootstraps) and the first frame of the next game the slot after it; a lost life does
-    not break the stream, as the env's stacks do not. A slot is sampled only once its successor exists and while the
-    3 frames before it have not been overwritten.
-
-    The frames (all but ~9 bytes per slot) live on `device`; actions, rewards, flags and ages live on the host, where
-    the env produces them and sampling reads them, so that a step moves nothing but its new frame.
+    the observation s_i and, once the env has stepped, the action a_i, the clipped reward r_i and whether the step
+    ended an episode for learning (`terminated`: game over or a lost life). The transition of slot i is s_i = frames
+    i-3..i and s' = frames i-2..i+1, so that the stacks cost one frame per step instead of eight. `age` (steps since
+    the first frame of the game, capped at 3) tells which frames of a stack come from an earlier game: those read as
+    zeros, exactly as the env pads the first observation of a game. When a game ends, its final frame takes a slot of
+    its own (the s' of the last transition, from which a game cut by the frame cap bootstraps) and the first frame of
+    the next game the slot after it; a lost life does not break the stream, as the env's stacks do not. A slot is
+    sampled once its successor exists and until one of the 3 frames before it is overwritten. The memory is on the
+    host; sampled minibatches go to `device`.
     """
 
     MIN_SLOTS = 8  # a few stacks per env
+    STORED = ("frames", "actions", "rewards", "terminated", "age", "valid", "pos")
 
-    def __init__(
-        self, buffer_size: int, num_envs: int, frame_shape: tuple, device: torch.device, seed: int, storage=None
-    ):
-        """Batches are sampled onto `device`; the frames are stored on `storage` (default: device)."""
+    def __init__(self, buffer_size: int, num_envs: int, frame_shape: tuple, device: torch.device, seed: int):
         self.slots, self.num_envs, self.device = buffer_size // num_envs, num_envs, device
         shape = (self.slots, num_envs)
-        # allocated (and touched) now: a buffer that does not fit fails at the start, not hours into a run
-        self.frames = torch.zeros(shape + tuple(frame_shape), dtype=torch.uint8, device=storage or device)
+        self.frames = np.zeros(shape + tuple(frame_shape), dtype=np.uint8)
         self.actions = np.zeros(shape, dtype=np.uint8)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)
-        self.truncated = np.zeros(shape, dtype=bool)
         self.age = np.zeros(shape, dtype=np.uint8)
         self.valid = np.zeros(shape, dtype=bool)
         self.pos = np.full(num_envs, -1, dtype=np.int64)  # the newest slot of each env (-1: none yet)
@@ -391,161 +383,131 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_per_slot(frame_shape: tuple) -> int:
-        return int(np.prod(frame_shape)) + 1 + 4 + 1 + 1 + 1 + 1
+        return int(np.prod(frame_shape)) + 1 + 4 + 1 + 1 + 1  # frame, action, reward, terminated, age, valid
 
-    def write(self, slots: np.ndarray, envs: np.ndarray, frames: torch.Tensor, age: np.ndarray):
-        storage = self.frames.device
-        self.frames[torch.as_tensor(slots, device=storage), torch.as_tensor(envs, device=storage)] = frames.to(storage)
+    def write(self, slots: np.ndarray, envs: np.ndarray, frames: np.ndarray, age):
+        self.frames[slots, envs] = frames
         self.age[slots, envs] = age
         self.valid[slots, envs] = False  # no action yet (and a final frame never gets one)
         for back in (1, 2, 3):  # the oldest transitions, whose stacks reached into the overwritten slot
             self.valid[(slots + back) % self.slots, envs] = False
 
-    def start(self, first_frames: torch.Tensor):
+    def start(self, first_frames: np.ndarray):
         """The first frame of each env's next game (the newest frame of a reset observation), in the slot after the
         newest: a buffer restored from a checkpoint keeps the last transition of the game that was cut short."""
         self.pos = (self.pos + 1) % self.slots
-        self.write(self.pos, self.envs, first_frames, np.zeros(self.num_envs, dtype=np.uint8))
+        self.write(self.pos, self.envs, first_frames, 0)
 
-    def add(self, actions, rewards, terminated, truncated, next_frames, game_over, final_obs):
-        """One step of every env: the action, clipped reward and flags of the newest slot, then the newest frame of
-        s' (next_frames; where game_over, next_frames[e] is the first frame of the next game and the final
-        observation final_obs[e] gives the last frame of the game that ended)."""
+    def add(self, actions, rewards, terminated, next_frames, game_over, final_obs):
+        """One step of every env: the action, clipped reward and flag of the newest slot, then the newest frame of s'
+        (next_frames; where game_over, next_frames[e] is the first frame of the next game and the final observation
+        final_obs[e] gives the last frame of the game that ended)."""
         p, envs = self.pos, self.envs
-        self.actions[p, envs], self.rewards[p, envs] = actions, rewards
-        self.terminated[p, envs], self.truncated[p, envs] = terminated, truncated
+        self.actions[p, envs], self.rewards[p, envs], self.terminated[p, envs] = actions, rewards, terminated
         successor = (p + 1) % self.slots
         age = np.minimum(self.age[p, envs] + 1, 3)
+        ended = np.flatnonzero(game_over)
+        if len(ended):  # the final frame of a game, then the next game's first frame in the slot after it
+            self.write(successor[ended], ended, final_obs[ended, -1], age[ended])
+            successor[ended] = (successor[ended] + 1) % self.slots
+            age[ended] = 0
         self.write(successor, envs, next_frames, age)
         self.valid[p, envs] = True  # s' exists now
-        ended = np.flatnonzero(game_over)
-        if len(ended):  # the final frame goes where next_frames put the next game's first; that one moves on
-            self.write(successor[ended], ended, torch.as_tensor(final_obs[ended, -1]), age[ended])
-            self.write(
-                (successor[ended] + 1) % self.slots,
-                ended,
-                next_frames[torch.as_tensor(ended)],
-                np.zeros(len(ended), np.uint8),
-            )
-            successor[ended] = (successor[ended] + 1) % self.slots
         self.pos = successor
 
     def state_dict(self) -> dict:
         """Everything the buffer holds, as tensors (a checkpoint is read back without unpickling anything else)."""
-        host = ("actions", "rewards", "terminated", "truncated", "age", "valid", "pos")
-        state = {name: torch.from_numpy(getattr(self, name)) for name in host}
-        return dict(state, frames=self.frames, rng=self.rng.bit_generator.state)
+        state = {name: torch.from_numpy(getattr(self, name)) for name in self.STORED}
+        return dict(state, rng=self.rng.bit_generator.state)
 
     def load_state_dict(self, state: dict):
-        if state["frames"].shape != self.frames.shape:
-            raise ValueError(f"a buffer of {tuple(state['frames'].shape)} frames, not {tuple(self.frames.shape)}")
-        self.frames.copy_(state["frames"])
-        for name in ("actions", "rewards", "terminated", "truncated", "age", "valid", "pos"):
+        if tuple(state["frames"].shape) != self.frames.shape:
+            raise ValueError(f"a buffer of {tuple(state['frames'].shape)} frames, not {self.frames.shape}")
+        for name in self.STORED:
             getattr(self, name)[...] = state[name].numpy()
         self.rng.bit_generator.state = state["rng"]
 
     def sample(self, batch_size: int):
         """A uniform minibatch of the stored transitions (with replacement, as SB3 and CleanRL sample)."""
-        valid = self.valid.reshape(-1)
-        flat = self.rng.integers(valid.size, size=2 * batch_size)
-        flat = flat[valid[flat]]  # draws of valid slots are uniform among them
-        if len(flat) < batch_size:  # a nearly empty buffer: draw among the valid slots directly
-            candidates = np.flatnonzero(valid)
-            flat = candidates[self.rng.integers(len(candidates), size=batch_size)]
-        return self.get(flat[:batch_size])
+        return self.get(self.rng.choice(np.flatnonzero(self.valid), size=batch_size))
 
     def get(self, flat: np.ndarray):
-        """The transitions of slots `flat` (indices into the [slots, envs] grid): s, a, r, terminated, truncated, s'."""
+        """The transitions of slots `flat` (indices into the [slots, envs] grid): s, a, r, terminated, s'."""
         slot, env = np.divmod(flat, self.num_envs)
         back = np.arange(3, -2, -1)  # frames i-3, ..., i, i+1
-        window = ((slot[:, None] - back) % self.slots) * self.num_envs + env[:, None]
-        frames = self.frames.view((-1,) + self.frames.shape[2:])
-        frames = frames.index_select(0, torch.as_tensor(window.reshape(-1), device=self.frames.device))
-        frames = frames.view(window.shape + self.frames.shape[2:]).to(self.device, non_blocking=True)
-        missing = back > self.age[slot, env][:, None].astype(np.int64)  # frame i-b is of an earlier game iff b > age
-        if missing.any():
-            frames[torch.as_tensor(missing, device=self.device)] = 0  # as the env pads the start of a game
-        to_device = lambda array: torch.as_tensor(array).to(self.device, non_blocking=True)  # noqa: E731
-        return (
-            frames[:, :-1],
-            to_device(self.actions[slot, env].astype(np.int64)),
-            to_device(self.rewards[slot, env]),
-            to_device(self.terminated[slot, env].astype(np.float32)),
-            to_device(self.truncated[slot, env].astype(np.float32)),
-            frames[:, 1:],
+        frames = self.frames[(slot[:, None] - back) % self.slots, env[:, None]]
+        frames[back > self.age[slot, env][:, None]] = 0  # frame i-b is of an earlier game iff b > age: the env pads it
+        actions = self.actions[slot, env].astype(np.int64)
+        terminated = self.terminated[slot, env].astype(np.float32)
+        batch = (frames[:, :-1], actions, self.rewards[slot, env], terminated, frames[:, 1:])
+        return tuple(torch.as_tensor(array, device=self.device) for array in batch)
+
+
+def check_memory(args: Args):
+    """The replay memory must fit in the memory the host has available (Linux tells it in /proc/meminfo): its pages
+    are taken as it fills, so a buffer that does not fit would stop the run hours after it started."""
+    meminfo = Path("/proc/meminfo")
+    lines = meminfo.read_text().splitlines() if meminfo.exists() else []  # elsewhere, nothing is checked
+    available = [int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:")]
+    need = args.buffer_size * ReplayBuffer.bytes_per_slot((84, 84))
+    if available and need > available[0]:
+        fail(
+            f"--buffer-size {args.buffer_size} needs {need / 2**30:.1f} GiB of memory, {available[0] / 2**30:.1f} GiB "
+            "are available; choose a smaller buffer"
         )
 
 
 def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
     """epsilon falls linearly from start_e to end_e over `duration` steps, then stays."""
     slope = (end_e - start_e) / duration
-    return max(slope * t + start_e, end_e)
+    return max(slope * t + start_e, end_e)  # epsilon_t = max(start_e + (end_e - start_e) * t / duration, end_e)
+
+
+def epsilon_greedy(q_network: QNetwork, obs: torch.Tensor, epsilon: float, num_actions: int) -> np.ndarray:
+    """a = a random action with probability epsilon (per env), else argmax_a Q(s, a). The draws come from torch's
+    generator, whose state a checkpoint keeps, so that a resumed run explores as the stopped one would have."""
+    explore = torch.rand(len(obs)) < epsilon
+    actions = torch.randint(num_actions, (len(obs),))
+    if not explore.all():  # the network is asked only when some env acts greedily
+        with torch.inference_mode():
+            actions = torch.where(explore, actions, q_network(obs).argmax(dim=1).cpu())
+    return actions.numpy()
 
 
 def td_target(rewards, next_q_target, terminated, gamma: float, next_q_online=None) -> torch.Tensor:
-    """The TD target y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax_a Q_target(s', a) (DQN) or,
-    given next_q_online, a' = argmax_a Q_online(s', a) (Double DQN). A truncated transition bootstraps: its s' is the
-    final observation of the game."""
+    """The TD target of DQN, or of Double DQN given next_q_online = Q(s', .) of the online network. A transition cut by
+    the frame cap is not terminated: it bootstraps from its s', the final observation of the game."""
     if next_q_online is None:
         next_value = next_q_target.max(dim=1).values  # max_a' Q_target(s', a')
-    else:
+    else:  # Q_target(s', argmax_a' Q(s', a')): the online network picks a', the target network values it
         next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    # y = r + gamma * max_a' Q_target(s', a'), and y = r where the episode terminated
     return rewards + gamma * next_value * (1.0 - terminated)
 
 
-def dqn_loss(q_network: QNetwork, target_network: QNetwork, args: Args, batch):
-    """Huber loss between Q(s, a) and the TD target, as SB3's DQN: (loss, mean Q(s, a))."""
-    obs, actions, rewards, terminated, _, next_obs = batch
+def dqn_loss(q_network: QNetwork, target_network: QNetwork, args: Args, obs, actions, rewards, terminated, next_obs):
+    """The TD loss on one minibatch, as SB3's DQN computes it: (loss, mean Q(s, a))."""
     with torch.no_grad():
         next_q_online = q_network(next_obs) if args.double_dqn else None
         target = td_target(rewards, target_network(next_obs), terminated, args.gamma, next_q_online)
-    q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+    q_values = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)  # Q(s, a)
+    # L = Huber(Q(s, a) - y): squared below 1, linear above, so that a large TD error cannot blow up the gradient
     return F.smooth_l1_loss(q_values, target), q_values.detach().mean()
 
 
-def replay_device(args: Args, device: torch.device) -> torch.device:
-    """The buffer lives on the device when it fits there (with 2 GiB to spare), else in host memory; the host must
-    have room for it, or the run stops now rather than hours later."""
-    need = args.buffer_size // args.num_envs * args.num_envs * ReplayBuffer.bytes_per_slot((84, 84))
-    if device.type == "cuda" and need < torch.cuda.mem_get_info(device)[0] - 2**31:
-        return device
-    available = next(
-        (int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable")), None
-    ) if Path("/proc/meminfo").exists() else None  # fmt: skip
-    if available is not None and need > available:
-        fail(
-            f"--buffer-size {args.buffer_size} needs {need / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB are "
-            "available; choose a smaller buffer"
-        )
-    return torch.device("cpu")
-
-
-# ======================================================================================================================
-# Evaluation, saving and the Hub
-# ======================================================================================================================
-def epsilon_greedy(q_network: QNetwork, obs: torch.Tensor, epsilon: float, num_actions: int, rng) -> np.ndarray:
-    """a = a random action with probability epsilon (per env), else argmax_a Q(s, a)."""
-    explore = rng.random(len(obs)) < epsilon
-    actions = rng.integers(num_actions, size=len(obs))
-    if not explore.all():  # the network is asked only when some env acts greedily
-        with torch.inference_mode():
-            greedy = q_network(obs).argmax(dim=1).cpu().numpy()
-        actions = np.where(explore, actions, greedy)
-    return actions
-
-
-def evaluate(q_network: QNetwork, args: Args, episodes: int, seed: int, device: torch.device, video_folder: str | None):
+# EVALUATION, SAVING AND THE HUB
+def evaluate(agent: QNetwork, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 3's protocol as the RL Zoo runs it for Atari: whole games (all lives, raw score), epsilon-greedy with
     the final exploration rate end_e, the preprocessing of training; the first game is recorded if video_folder. The
     games are played side by side, game i seeded with seed + i. Seeded, so that a model evaluates to the same numbers
     after training and after loading."""
-    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
     envs = AtariGames(args, episodes, video_folder, evaluation=True)
     obs, _ = envs.reset(seed=seed)
     returns, finished = np.zeros(episodes), np.zeros(episodes, dtype=bool)
     while not finished.all():
         actions = epsilon_greedy(
-            q_network, torch.as_tensor(obs, device=device), args.end_e, int(envs.single_action_space.n), rng
+            agent, torch.as_tensor(obs, device=device), args.end_e, int(envs.single_action_space.n)
         )
         obs, _, _, _, infos = envs.step(actions)
         returns += np.where(finished, 0.0, infos["raw_reward"])  # each env's first game only
@@ -554,8 +516,8 @@ def evaluate(q_network: QNetwork, args: Args, episodes: int, seed: int, device: 
     return returns.tolist()
 
 
-def load_agent(path: str, device: torch.device) -> tuple[QNetwork, Args]:
-    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+def read_saved_args(path: str) -> Args:
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
     if not model_path.is_file():
@@ -563,19 +525,23 @@ def load_agent(path: str, device: torch.device) -> tuple[QNetwork, Args]:
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
-    except (ValueError, TypeError) as error:
-        fail(f"{args_path} is not a valid args file ({error})")
+        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+    except (ValueError, TypeError, AttributeError) as error:
+        fail(f"{args_path} is not a valid args file ({describe(error)})")
+
+
+def load_agent(path: str, device: torch.device) -> tuple[QNetwork, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    saved = read_saved_args(path)
     saved.game, saved.repeat_action_probability = resolve_env_id(saved.env_id)
     envs = AtariGames(saved, 1)
-    q_network = QNetwork(envs.single_observation_space, envs.single_action_space).to(device)
+    agent = QNetwork(envs.single_observation_space, envs.single_action_space).to(device)
     envs.close()
     try:
-        state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
-        q_network.load_state_dict(state_dict)
+        agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
         fail(f"cannot load {path} as a {SCRIPT.name} model for {saved.env_id} ({describe(error)})")
-    return q_network, saved
+    return agent, saved
 
 
 def model_card(args: Args, mean: float, std: float) -> str:
@@ -637,7 +603,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
-    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
     if videos:
@@ -651,148 +617,35 @@ def push_to_hub(folder: Path, repo_id: str):
     try:
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload PPO agent")
+        message = f"Upload an agent trained by {SCRIPT.name}"
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     except Exception as error:
         fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-# ======================================================================================================================
-# Plumbing: run name, logging, seeding
-# ======================================================================================================================
-def start_run(args: Args, run_name: str | None = None, resume_step: int | None = None):
-    """The run's name, folder and TensorBoard writer; a resumed run writes on in its own folder, and TensorBoard drops
-    what the interrupted process logged after resume_step (it is logged again)."""
-    run_name = run_name or f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    purge_step = None if resume_step is None else resume_step + 1
-    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
-    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_name, Path("runs") / run_name, writer
+def report(returns: list[float]) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation over {len(returns)} episodes: {line}")
+    return mean, std
 
 
-def seed_everything(args: Args) -> torch.device:
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
-    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-
-# ======================================================================================================================
-# Plumbing: checkpoints, stopping on a signal
-# ======================================================================================================================
-class StopSignal:
-    """SIGINT (Ctrl-C) or SIGTERM (a scheduler pre-empting the job) ask the run to stop: the loop checks `signum`
-    after each step, writes a checkpoint there and exits. A second signal stops at once: the checkpoint written last
-    is kept whole, as checkpoints are written to a temporary file and renamed."""
-
-    def __init__(self):
-        self.signum = 0
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self.handle)
-
-    def handle(self, signum, frame):
-        if self.signum:
-            sys.exit(128 + signum)
-        self.signum = signum
-        print(f"{signal.Signals(signum).name}: stopping after this step", file=sys.stderr, flush=True)
-
-
-CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
-    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
-)  # fmt: skip
-
-
-def save_checkpoint(path: Path, args: Args, run_name: str, global_step: int, learner: dict, rb: ReplayBuffer, rng):
-    """Everything the learner needs to continue, the replay buffer included (~0.7 GB at the default 100k transitions,
-    7 GB at 1M): a resumed run goes on learning from the memory it had instead of pausing to refill it. Written to a
-    temporary file, then renamed over the last one."""
-    checkpoint = dict(
-        script=SCRIPT.name,
-        args=vars(args),
-        run_name=run_name,
-        global_step=global_step,
-        **{name: part.state_dict() for name, part in learner.items()},
-        replay_buffer=rb.state_dict(),
-        exploration_rng=rng.bit_generator.state,
-        torch_rng=torch.get_rng_state(),
-    )
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
-
-
-def load_checkpoint(args: Args) -> tuple[dict, Args]:
-    """A checkpoint of this script (read without unpickling code, mapped rather than read into memory) and the
-    arguments of its run; refuses, in one line, a missing, truncated or foreign file and command-line arguments that
-    contradict the run's."""
-    path = Path(args.resume)
-    if args.load_model is not None:
-        fail("--resume continues training and --load-model evaluates a saved model: give one of them")
-    if not path.is_file():
-        fail(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:
-        fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
-        owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
-    parts = {"args", "run_name", "global_step", "q_network", "target_network", "optimizer", "replay_buffer"}
-    missing = parts - set(checkpoint)
-    if missing:
-        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
-    defaults = Args()
-    try:
-        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
-    except (AttributeError, KeyError, TypeError) as error:
-        fail(f"{path} holds no valid run arguments ({describe(error)})")
-    for name in Args.__dataclass_fields__:
-        given = getattr(args, name)
-        if name in CHECKPOINT_SETTINGS:
-            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
-                setattr(saved, name, given)
-        elif given != getattr(defaults, name) and given != getattr(saved, name):
-            fail(
-                f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
-                "run keeps its own arguments (give only --resume and run settings such as --torch-threads)"
-            )
-    return checkpoint, saved
-
-
-def finish(q_network: QNetwork, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
+def finish(agent: QNetwork, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
     """Save, evaluate, package and upload, as the arguments ask."""
     model_path = run_dir / "model.pt"
     if args.save_model or args.hub_package:
-        torch.save(q_network.state_dict(), model_path)
+        torch.save(agent.state_dict(), model_path)
         (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
         print(f"model saved to {model_path}")
     if args.eval_episodes == 0:
         return
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(
-        q_network, args, args.eval_episodes, args.seed + 10_000, device, video_folder and str(video_folder)
-    )
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
     for idx, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = float(np.mean(returns)), float(np.std(returns))
-    print(
-        f"evaluation over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
-    )
+    mean, std = report(returns)
     results = dict(
         env_id=args.env_id,
         mean_reward=mean,
@@ -808,89 +661,210 @@ def finish(q_network: QNetwork, args: Args, run_dir: Path, writer: SummaryWriter
             push_to_hub(folder, args.hf_repo_id)
 
 
-# ======================================================================================================================
-# Training
-# ======================================================================================================================
-def main(args: Args):
-    checkpoint = None
-    if args.resume is not None:  # continue an interrupted run with its own arguments
-        checkpoint, args = load_checkpoint(args)
-    check_args(args)
-    if args.load_model is not None:  # evaluate a saved model, no training
-        device = seed_everything(args)
-        q_network, saved = load_agent(args.load_model, device)
-        for field in ("seed", "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model"):
-            setattr(saved, field, getattr(args, field))
-        saved.save_model = False
-        _, run_dir, writer = start_run(saved)
-        finish(q_network, saved, run_dir, writer, device)
-        writer.close()
-        return
-
-    args.game, args.repeat_action_probability = resolve_env_id(args.env_id)
-    device = seed_everything(args)
-    buffer_device = replay_device(args, device)
-    resumed_at = checkpoint and (checkpoint["run_name"], checkpoint["global_step"])
-    run_name, run_dir, writer = start_run(args, *(resumed_at or ()))
-
-    # env setup: whole games in C++ threads; step() returns the learning signals (clipped rewards, a lost life ends
-    # an episode) and SAME_STEP autoreset hands over the final observation of a game in the step that ends it.
-    video_folder = str(run_dir / "videos") if args.capture_video else None
-    envs = AtariGames(args, args.num_envs, video_folder)
-    num_actions = int(envs.single_action_space.n)
-
-    q_network = QNetwork(envs.single_observation_space, envs.single_action_space).to(device)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
-    target_network = QNetwork(envs.single_observation_space, envs.single_action_space).to(device)
-    target_network.load_state_dict(q_network.state_dict())
-    rb = ReplayBuffer(
-        args.buffer_size, args.num_envs, envs.single_observation_space.shape[1:], buffer_device, args.seed
-    )
-    rng = np.random.default_rng(args.seed)  # exploration
-    start_iteration = 0
+# PLUMBING: run name, logging, seeding, a saved model
+def start_run(args: Args, checkpoint: dict | None = None) -> tuple[str, Path, SummaryWriter]:
+    """The run's name and folder, its TensorBoard writer with the hyperparameters, and wandb with --track. A resumed
+    run writes on in its own folder, and TensorBoard drops what the stopped process logged after its checkpoint."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    purge_step = None
     if checkpoint is not None:
-        learner = dict(q_network=q_network, target_network=target_network, optimizer=optimizer, replay_buffer=rb)
+        run_name, purge_step = checkpoint["run_name"], checkpoint["global_step"] + 1
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, Path("runs") / run_name, writer
+
+
+def seed_everything(args: Args) -> torch.device:
+    """Seed every generator the run draws from; the device to train on."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+
+# PLUMBING: checkpoints, resuming, stopping on a signal
+CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
+    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
+)  # fmt: skip
+
+
+def read_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, read without unpickling code; one clear line for a missing, truncated or foreign
+    file. Memory-mapped: its tensors are read from disk when they are used."""
+    if not Path(path).is_file():
+        fail(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
+        owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
+    missing = {"args", "run_name", "global_step", "torch_rng"} - set(checkpoint)  # the learner's parts: restore()
+    if missing:
+        fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
+    return checkpoint
+
+
+def resumed_args(args: Args) -> Args:
+    """The arguments of the run that --resume continues, with the run settings this command changes; arguments that
+    contradict the run's are refused."""
+    if args.load_model is not None:
+        fail("--resume continues training and --load-model evaluates a saved model: give one of them")
+    checkpoint = read_checkpoint(args.resume)
+    defaults = Args()
+    try:
+        saved = Args(**{k: v for k, v in checkpoint["args"].items() if k in Args.__dataclass_fields__})
+    except (AttributeError, KeyError, TypeError) as error:
+        fail(f"{args.resume} holds no valid run arguments ({describe(error)})")
+    for name in Args.__dataclass_fields__:
+        given = getattr(args, name)
+        if name in CHECKPOINT_SETTINGS:
+            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
+                setattr(saved, name, given)
+        elif given != getattr(defaults, name) and given != getattr(saved, name):
+            fail(
+                f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
+                "run keeps its own arguments (give only --resume and run settings such as --torch-threads)"
+            )
+    return saved
+
+
+class Checkpoints:
+    """runs/<run>/checkpoint.pt, every `checkpoint_every` steps and when SIGINT (Ctrl-C) or SIGTERM (a scheduler
+    pre-empting the job) asks the run to stop, which it then does. A second signal stops at once: the checkpoint
+    written last stays whole, as checkpoints are written to a temporary file and renamed. `parts` are what the
+    learner needs to continue (objects with a state_dict)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: Path, **parts):
+        self.args, self.run_name, self.path, self.parts = args, run_name, run_dir / "checkpoint.pt", parts
+        self.signum = 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signum:
+            sys.exit(128 + signum)
+        self.signum = signum
+        print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
+
+    def restore(self, checkpoint: dict, device: torch.device) -> int:
+        """The learner's state as the checkpoint saved it; the step it was saved at."""
         try:
-            for name, part in learner.items():
+            for name, part in self.parts.items():
                 part.load_state_dict(checkpoint[name])
-            rng.bit_generator.state = checkpoint["exploration_rng"]
             torch.set_rng_state(checkpoint["torch_rng"])
         except (KeyError, RuntimeError, TypeError, ValueError) as error:
-            fail(f"{args.resume} does not fit the network and buffer for {args.env_id} ({describe(error)})")
-        start_iteration = checkpoint["global_step"] // args.num_envs
-        print(f"resuming {run_name} at step {checkpoint['global_step']:,} of {args.total_timesteps:,}")
-        del checkpoint
-    stop_signal = StopSignal()
+            fail(f"{self.args.resume} does not fit the network for {self.args.env_id} ({describe(error)})")
+        if checkpoint.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+        print(f"resuming {self.run_name} at step {checkpoint['global_step']:,} of {self.args.total_timesteps:,}")
+        return checkpoint["global_step"]
+
+    def save(self, global_step: int):
+        checkpoint = dict(
+            script=SCRIPT.name,
+            args=vars(self.args),
+            run_name=self.run_name,
+            global_step=global_step,
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() and self.args.cuda else None,
+            **{name: part.state_dict() for name, part in self.parts.items()},
+        )
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, self.path)
+
+    def save_if_due(self, global_step: int, steps: int, envs: "AtariGames", writer: SummaryWriter):
+        """After an iteration of `steps` steps: a checkpoint if a multiple of checkpoint_every was passed or a signal
+        came; after a signal, the run stops here."""
+        every = self.args.checkpoint_every
+        if self.signum or every > 0 and global_step // every > (global_step - steps) // every:
+            self.save(global_step)
+        if self.signum:
+            envs.close()
+            writer.close()
+            resume = f"python {SCRIPT.name} --resume {self.path}"
+            print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
+            sys.exit(128 + self.signum)
+
+
+def evaluate_saved_model(args: Args):
+    """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
+    device = seed_everything(args)
+    agent, saved = load_agent(args.load_model, device)
+    # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
+    experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
+    for field in experiment_fields:
+        setattr(saved, field, getattr(args, field))
+    _, run_dir, writer = start_run(saved)
+    finish(agent, saved, run_dir, writer, device)
+    writer.close()
+
+
+def main(args: Args):
+    checkpoint = read_checkpoint(args.resume) if args.resume is not None else None
+    run_name, run_dir, writer = start_run(args, checkpoint)
+    device = seed_everything(args)
+
+    # env setup: whole games in C++ threads; step() returns the learning signals (clipped rewards, a lost life ends
+    # an episode), and SAME_STEP autoreset hands over the final observation of a game in the step that ends it
+    video_folder = run_dir / "videos" if args.capture_video else None
+    envs = AtariGames(args, args.num_envs, video_folder)
+    action_space = envs.single_action_space
+
+    q_network = QNetwork(envs.single_observation_space, action_space).to(device)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    target_network = QNetwork(envs.single_observation_space, action_space).to(device)
+    target_network.load_state_dict(q_network.state_dict())
+    rb = ReplayBuffer(args.buffer_size, args.num_envs, envs.single_observation_space.shape[1:], device, args.seed)
+    parts = dict(q_network=q_network, target_network=target_network, optimizer=optimizer, replay_buffer=rb)
+    checkpoints = Checkpoints(args, run_name, run_dir, **parts)  # torch's generator, which explores, is saved too
+    global_step = checkpoints.restore(checkpoint, device) if checkpoint is not None else 0
 
     # game statistics: the vector env reports none, so raw scores of whole games are tracked here
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
     recent_returns = deque(maxlen=20)
 
-    start_time = last_print = time.time()
+    start_step, start_time = global_step, time.time()
+    last_print = start_time
     # env i plays from seed + i; a resumed run starts new games (the emulators' state is not saved), whose first
     # frames the buffer takes as a new game's
-    obs, _ = envs.reset(seed=args.seed + start_iteration * args.num_envs)
-    obs = torch.as_tensor(obs, device=device)
+    obs, _ = envs.reset(seed=args.seed + global_step)
     rb.start(obs[:, -1])
-    num_iterations = args.total_timesteps // args.num_envs
     exploration_steps = args.exploration_fraction * args.total_timesteps
-    for iteration in range(start_iteration + 1, num_iterations + 1):
-        global_step = iteration * args.num_envs
 
-        # ==============================================================================================================
-        # Acting: uniformly random while the replay memory warms up (until learning starts, as Stable-Baselines3
-        # fills it), then epsilon-greedy, epsilon annealed linearly over the first exploration_fraction of the steps
-        # ==============================================================================================================
+    for iteration in range(global_step // args.num_envs + 1, args.num_iterations + 1):
+        global_step += args.num_envs
+
+        # ALGO LOGIC: act uniformly at random until learning starts (the replay memory fills, as SB3 fills it), then
+        # epsilon-greedily, epsilon annealed linearly over the first exploration_fraction of the steps
         epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
         if global_step <= args.learning_starts:
             epsilon = 1.0
-        actions = epsilon_greedy(q_network, obs, epsilon, num_actions, rng)
-        next_obs_np, rewards, terminated, truncated, infos = envs.step(actions)
-        next_obs = torch.as_tensor(next_obs_np, device=device)
-        # the transition (s, a, r, s') with s' the final observation where a game ended, the next game's first frame
-        # kept for what follows; each frame is stored once
-        rb.add(actions, rewards, terminated, truncated, next_obs[:, -1], infos["game_over"], infos.get("final_obs"))
+        actions = epsilon_greedy(q_network, torch.as_tensor(obs, device=device), epsilon, int(action_space.n))
+        # a game cut by the frame cap is truncated, not terminated: its TD target bootstraps from the final observation
+        next_obs, rewards, terminated, _, infos = envs.step(actions)
+
+        # ALGO LOGIC: store (s, a, r, terminated, s'), s' the final observation where a game ended; the buffer takes
+        # the newest frame of each observation only
+        rb.add(actions, rewards, terminated, next_obs[:, -1], infos["game_over"], infos.get("final_obs"))
         obs = next_obs
 
         # logging: every game that ended, in every env (raw scores of whole games, all lives)
@@ -902,51 +876,35 @@ def main(args: Args):
             recent_returns.append(episode_returns[i])
             episode_returns[i], episode_lengths[i] = 0.0, 0
 
-        # ==============================================================================================================
-        # Learning: gradient steps on minibatches from the replay memory, and the target network update
-        # ==============================================================================================================
+        # ALGO LOGIC: training, gradient steps on minibatches of the replay memory every train_frequency steps
         if global_step > args.learning_starts:
             if iteration % args.train_frequency == 0:
                 for _ in range(args.gradient_steps):
-                    loss, q_values = dqn_loss(q_network, target_network, args, rb.sample(args.batch_size))
+                    loss, q_values = dqn_loss(q_network, target_network, args, *rb.sample(args.batch_size))
                     optimizer.zero_grad()
                     loss.backward()
-                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm, foreach=True)
+                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
                     optimizer.step()
                 if iteration % 100 == 0:
                     writer.add_scalar("losses/td_loss", loss.item(), global_step)
                     writer.add_scalar("losses/q_values", q_values.item(), global_step)
 
+            # ALGO LOGIC: target network update, theta_target <- tau * theta + (1 - tau) * theta_target
             if iteration % max(args.target_network_frequency // args.num_envs, 1) == 0:
-                # theta_target <- tau * theta + (1 - tau) * theta_target (tau = 1: a copy)
                 for target_param, param in zip(target_network.parameters(), q_network.parameters()):
                     target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
 
-        # ==============================================================================================================
-        # Plumbing: logging and progress
-        # ==============================================================================================================
-        if iteration % 100 == 0 or iteration == num_iterations:
-            sps = int((iteration - start_iteration) * args.num_envs / (time.time() - start_time))
+        # logging and progress
+        if iteration % 100 == 0 or iteration == args.num_iterations:
+            sps = int((global_step - start_step) / (time.time() - start_time))
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            if time.time() - last_print > 10 or iteration == num_iterations:
+            if time.time() - last_print > 10 or iteration == args.num_iterations:
                 last_print = time.time()
                 recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
                 print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
-
-        # checkpoint every checkpoint_every steps, and when a signal stops the run
-        every = args.checkpoint_every
-        due = every > 0 and global_step // every > (global_step - args.num_envs) // every  # a multiple was passed
-        if stop_signal.signum or due:
-            parts = dict(q_network=q_network, target_network=target_network, optimizer=optimizer)
-            save_checkpoint(run_dir / "checkpoint.pt", args, run_name, global_step, parts, rb, rng)
-        if stop_signal.signum:
-            envs.close()
-            writer.close()
-            resume = f"python {SCRIPT.name} --resume {run_dir / 'checkpoint.pt'}"
-            print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
-            sys.exit(128 + stop_signal.signum)
+        checkpoints.save_if_due(global_step, args.num_envs, envs, writer)
 
     envs.close()
     finish(q_network, args, run_dir, writer, device)
@@ -954,4 +912,8 @@ def main(args: Args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        evaluate_saved_model(args)
+    else:
+        main(args)

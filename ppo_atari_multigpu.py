@@ -687,7 +687,7 @@ def read_checkpoint(path: str) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:
         owner = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         fail(f"{path} is not a checkpoint of {SCRIPT.name}" + (f" (it was written by {owner})" if owner else ""))
-    missing = {"args", "run_name", "global_step", "model", "optimizer", "torch_rng"} - set(checkpoint)
+    missing = {"args", "run_name", "global_step", "torch_rng"} - set(checkpoint)  # the learner's parts: restore()
     if missing:
         fail(f"{path} is not a complete checkpoint (no {', '.join(sorted(missing))})")
     return checkpoint
@@ -756,7 +756,6 @@ class Checkpoints:
             args=vars(self.args),
             run_name=self.run_name,
             global_step=global_step,
-            iteration=global_step // self.args.batch_size,
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() and self.args.cuda else None,
             **{name: part.state_dict() for name, part in self.parts.items()},

@@ -73,8 +73,8 @@ def timed(command: list[str], env: dict | None = None) -> tuple[float, int]:
     return wall, usage.ru_maxrss * 1024
 
 
-def ours(algo: str, config: dict, *extra: str, env: dict | None = None) -> tuple[float, int]:
-    script = ROOT / f"{algo}_atari.py"
+def ours(algo: str, config: dict, *extra: str, env: dict | None = None, root: Path = ROOT) -> tuple[float, int]:
+    script = root / f"{algo}_atari.py"
     return timed([sys.executable, str(script), *flags(algo, config), "--eval-episodes", "0", *extra], env)
 
 
@@ -104,7 +104,8 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["total_timesteps"]):
+def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["total_timesteps"], baseline=None):
+    """Our scripts against SB3, and against the scripts of another checkout (`baseline`) when one is given."""
     print(f"\n### Speed: whole process, start-up included, median of {repeat} run(s) each, interleaved\n", flush=True)
     print("| | steps | wall | SPS | vs CleanRL (measured before) | vs SB3 (this run) |")
     print("|---|---|---|---|---|---|")
@@ -115,10 +116,12 @@ def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["tota
     for algo in algos:
         config, label = configs[algo]
         steps = config["total_timesteps"]
-        walls_ours, walls_sb3 = [], []
+        walls_ours, walls_sb3, walls_baseline = [], [], []
         for _ in range(repeat):  # alternating, so that the machine's noise hits both alike
             walls_ours.append(ours(algo, config)[0])
             walls_sb3.append(sb3(python, algo, config)[0])
+            if baseline is not None:
+                walls_baseline.append(ours(algo, config, root=baseline)[0])
         wall_ours, wall_sb3 = statistics.median(walls_ours), statistics.median(walls_sb3)
         sps_ours, sps_sb3 = steps / wall_ours, steps / wall_sb3
         cleanrl = CLEANRL[algo] if steps == (PPO if algo == "ppo" else DQN)["total_timesteps"] else None
@@ -126,6 +129,10 @@ def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["tota
         print(f"| {algo}_atari.py ({label}) | {steps:,} | {wall_ours:.1f} s | **{sps_ours:.0f}** | {ratio_ours} | "
               f"{sps_ours / sps_sb3:.2f}x |")  # fmt: skip
         print(f"| SB3 {algo.upper()} | {steps:,} | {wall_sb3:.1f} s | {sps_sb3:.0f} | {ratio_sb3} | 1.00x |")
+        if baseline is not None:
+            wall = statistics.median(walls_baseline)
+            print(f"| {algo}_atari.py of {baseline} | {steps:,} | {wall:.1f} s | {steps / wall:.0f} | | "
+                  f"{wall_sb3 / wall:.2f}x |")  # fmt: skip
         if cleanrl:  # measured at this length only
             print(f"| CleanRL {algo}_atari.py (measured before) | {steps:,} | | {cleanrl} | 1.00x | |", flush=True)
 
@@ -349,6 +356,7 @@ def main():
     parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the replay memory table")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each speed row (median reported)")
+    parser.add_argument("--baseline", type=Path, help="also time the scripts of this checkout (e.g. a git worktree)")
     parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"], help="speed rows")
     parser.add_argument("--ppo-steps", type=int, default=PPO["total_timesteps"], help="steps of the PPO speed row")
     options = parser.parse_args()
@@ -358,7 +366,7 @@ def main():
     print(f"Machine: {machine()}; load average (1/5/15 min) before: {load_before}", flush=True)
     python = sb3_python() if not (options.skip_speed and options.skip_memory) else None
     if not options.skip_speed:
-        speed(python, options.repeat, options.algos, options.ppo_steps)
+        speed(python, options.repeat, options.algos, options.ppo_steps, options.baseline)
     if not options.skip_memory:
         memory(python)
     if options.threads:

@@ -68,12 +68,12 @@ def first_reaching(episodes, threshold: float, window: int = 20):
     return None, None
 
 
-def run_ppo(config: dict, seed: int, workdir: Path) -> dict:
+def run_ppo(config: dict, seed: int, workdir: Path, root: Path = ROOT) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     start = time.time()
     subprocess.run(
-        [sys.executable, str(ROOT / "ppo.py"), *ppo_flags(config), "--seed", str(seed)],
+        [sys.executable, str(root / "ppo.py"), *ppo_flags(config), "--seed", str(seed)],
         cwd=workdir, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     wall = time.time() - start
@@ -124,12 +124,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="CartPole runs per side (seeds 1..runs)")
     parser.add_argument("--skip-lunarlander", action="store_true", help="leave out the 1M-step LunarLander runs")
+    parser.add_argument("--baseline", type=Path, help="also time the ppo.py of this checkout (e.g. a git worktree)")
     options = parser.parse_args()
     python = sb3_python()
 
-    rows = {"ppo.py": [], "SB3 PPO": []}
+    runners = {"ppo.py": run_ppo, "SB3 PPO": lambda c, s, w: run_sb3(python, c, s, w)}
+    if options.baseline is not None:
+        runners[f"ppo.py of {options.baseline}"] = lambda c, s, w: run_ppo(c, s, w, root=options.baseline)
+    rows = {name: [] for name in runners}
     for seed in range(1, options.runs + 1):
-        for name, runner in (("ppo.py", run_ppo), ("SB3 PPO", lambda c, s, w: run_sb3(python, c, s, w))):
+        for name, runner in runners.items():
             with tempfile.TemporaryDirectory() as workdir:
                 result = runner(CARTPOLE, seed, Path(workdir))
             t, step = first_reaching(result["episodes"], 475)

@@ -1,6 +1,8 @@
 """Taxi, 25,000 training episodes: q_learning.py against the course notebook's loop, side by side on this machine.
 
-    python benchmarks/bench_q_learning.py            # 3 runs each (seeds 1, 2, 3), interleaved; ~1 minute on 2 cores
+    python benchmarks/bench_q_learning.py                 # 3 runs each (seeds 1, 2, 3), interleaved
+    python benchmarks/bench_q_learning.py --ablation      # q_learning.py's speed tricks, each on and off
+    python benchmarks/bench_q_learning.py --ablation --repeats 5
 
 Both sides run as their own process, so the table has two timings for each:
 - training: the 25,000 episodes alone, timed inside the process (the course's `train(...)` call; q_learning.py's own
@@ -11,12 +13,19 @@ Evaluation is the course's: 100 greedy episodes on the course's Taxi seeds, mean
 The course loop below is re-typed from the course's unit 2 notebook and runs only here. It differs in two places,
 both outside the loop: gymnasium 1.4 has no Taxi-v3, so it makes Taxi-v4 (the same task), and it seeds `random`, the
 env and its action space, which the notebook leaves unseeded.
+
+--ablation times the whole default process of q_learning.py (FrozenLake-v1, and Taxi-v3 with its 25,000 episodes) with
+all its speed tricks, with each one replaced by the textbook form it departs from, and with all of them replaced. The
+textbook forms live here only: this file imports q_learning, swaps the pieces (see VARIANTS) and runs its main(), one
+process per run, runs interleaved. A trick earns its place in q_learning.py where it saves at least 5% of the whole
+process: saving = (time with the textbook form - time with the trick) / time with the textbook form.
 """
 
 import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -179,6 +188,91 @@ def machine():
             f"Python {platform.python_version()}")  # fmt: skip
 
 
+# ---- --ablation: q_learning.py with a speed trick replaced by the textbook form it departs from
+
+
+def textbook_env(q):
+    """env.step of the gymnasium env instead of TableEnv's sampling of its transition table."""
+    q.TableEnv.supports = staticmethod(lambda env: False)
+
+
+def numpy_qtable(q):
+    """The course's Q-table: a numpy array, qtable[s, a], np.argmax and np.max, instead of rows of Python floats."""
+    import numpy as np
+
+    def q_update(qtable, s, a, r, s_next, terminated, learning_rate, gamma):
+        td_target = r if terminated else r + gamma * np.max(qtable[s_next])
+        qtable[s, a] = qtable[s, a] + learning_rate * (td_target - qtable[s, a])
+
+    q.initialize_q_table = lambda n_states, n_actions: np.zeros((n_states, n_actions))
+    q.greedy_action = lambda q_row: np.argmax(q_row)
+    q.q_update = q_update
+
+
+def log_every_episode(q):
+    """Every episode's return and length (and epsilon, SPS) written to TensorBoard, instead of means over windows."""
+    q.LOG_POINTS = 10**12
+
+
+TRICKS = {"TableEnv": textbook_env, "list-of-floats Q-table": numpy_qtable, "windowed logging": log_every_episode}
+VARIANTS = {"all tricks": [], **{f"{name} off": [off] for name, off in TRICKS.items()}, "all off": [*TRICKS.values()]}
+DEFAULT_RUNS = {"FrozenLake-v1": [], "Taxi-v3": ["--env-id", "Taxi-v3"]}
+
+
+def variant_run(variant, argv):
+    """One q_learning.py run, in this process, with the variant's textbook forms swapped in."""
+    sys.path.insert(0, str(ROOT))
+    import tyro
+
+    import q_learning
+
+    for off in VARIANTS[variant]:
+        off(q_learning)
+    q_learning.main(q_learning.check_args(tyro.cli(q_learning.Args, args=argv)))
+
+
+def run_variant(variant, argv, workdir):
+    stdout, wall_s = timed([sys.executable, __file__, "--variant-run", variant, *argv], workdir)
+    train_s = float(re.search(r"^trained \d+ episodes \(\d+ steps\) in ([\d.]+) s$", stdout, re.M).group(1))
+    run_dir = max((Path(workdir) / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    results = json.loads((run_dir / "results.json").read_text())
+    shutil.rmtree(Path(workdir) / "runs")
+    return dict(train_s=train_s, wall_s=wall_s, mean_reward=results["mean_reward"], std_reward=results["std_reward"])
+
+
+def ablation(repeats):
+    import tempfile
+
+    print(f"machine: {machine()}", flush=True)
+    runs = {(env, variant): [] for env in DEFAULT_RUNS for variant in VARIANTS}
+    with tempfile.TemporaryDirectory() as workdir:
+        for repeat in range(repeats):  # interleaved, so that a busy spell of the machine hits every variant alike
+            for (env, variant), results in runs.items():
+                results.append(run_variant(variant, DEFAULT_RUNS[env], workdir))
+                r = results[-1]
+                evaluation = f"{r['mean_reward']:.2f} +/- {r['std_reward']:.2f}"
+                print(f"  {repeat + 1}/{repeats} {env}, {variant}: process {r['wall_s']:.2f} s, "
+                      f"training {r['train_s']:.2f} s, {evaluation}", flush=True)  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+    def median(env, variant, key="wall_s"):
+        return statistics.median(r[key] for r in runs[env, variant])
+
+    print(f"\nWhole default process, medians of {repeats} interleaved runs (seed 1); min-max in brackets; saving of a")
+    print("trick = (time with its textbook form - time with all tricks) / time with its textbook form\n")
+    print("| variant | " + " | ".join(f"{env}: process (s) | saving | training (s)" for env in DEFAULT_RUNS) + " |")
+    print("|-" * (1 + 3 * len(DEFAULT_RUNS)) + "|")
+    for variant in VARIANTS:
+        cells = []
+        for env in DEFAULT_RUNS:
+            walls = [r["wall_s"] for r in runs[env, variant]]
+            off, on = median(env, variant), median(env, "all tricks")
+            saving = f"{(off - on) / off:.1%}" if variant != "all tricks" else ""
+            train_s = median(env, variant, "train_s")
+            cells += [f"{off:.2f} [{min(walls):.2f}-{max(walls):.2f}]", saving, f"{train_s:.2f}"]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
 def main():
     import tempfile
 
@@ -212,5 +306,9 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--course-run"]:
         course_run(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--variant-run"]:
+        variant_run(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["--ablation"]:
+        ablation(int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3)
     else:
         main()

@@ -1,5 +1,5 @@
-"""dqn_atari.py: the replay buffer against a naive reference, the TD targets by hand, the logged scores, the script end
-to end on a real ROM, and bad input."""
+"""dqn_atari.py: the replay buffer against a naive reference, the TD targets and exploration by hand, the logged scores,
+the script end to end on a real ROM, bad input, the Hub upload (without network), checkpoints and resume."""
 
 import os
 import signal
@@ -19,6 +19,7 @@ from conftest import (
     assert_hub_folder,
     assert_ok,
     assert_refused,
+    assert_upload_needs_a_token,
     only_run_dir,
     read_results,
     read_scalars,
@@ -58,7 +59,8 @@ class FrameStream:
         return np.stack([np.stack(stack) for stack in self.stacks])
 
     def step(self, p_end: float):
-        """One step: (next obs, final obs, game over, terminated, truncated) with random ends of games and lives."""
+        """One step: (next obs, final obs, game over, terminated) with random ends of games (some of them cut by the
+        frame cap: game over, not terminated) and of lives (terminated, the game goes on)."""
         final = np.zeros((self.num_envs, 4) + FRAME, np.uint8)
         game_over = self.rng.random(self.num_envs) < p_end
         truncated = game_over & (self.rng.random(self.num_envs) < 0.3)
@@ -69,7 +71,7 @@ class FrameStream:
             if game_over[i]:
                 final[i] = np.stack(self.stacks[i])
                 self.stacks[i] = self.new_game()
-        return self.obs(), final, game_over, terminated | life_lost, truncated
+        return self.obs(), final, game_over, terminated | life_lost
 
 
 def fill(buffer_size: int, num_envs: int, steps: int, p_end: float, seed: int = 0):
@@ -79,29 +81,29 @@ def fill(buffer_size: int, num_envs: int, steps: int, p_end: float, seed: int = 
     rng = np.random.default_rng(seed + 1)
     reference = {}
     obs = stream.obs()
-    rb.start(torch.as_tensor(obs[:, -1]))
+    rb.start(obs[:, -1])
     key = 0
     for t in range(steps):
         actions = rng.integers(0, 6, num_envs)
         rewards = np.arange(key, key + num_envs, dtype=np.float32)  # unique: identifies the transition
         key += num_envs
-        next_obs, final, game_over, terminated, truncated = stream.step(p_end)
-        rb.add(actions, rewards, terminated, truncated, torch.as_tensor(next_obs[:, -1]), game_over, final)
+        next_obs, final, game_over, terminated = stream.step(p_end)
+        rb.add(actions, rewards, terminated, next_obs[:, -1], game_over, final)
         for i in range(num_envs):
             s_next = final[i] if game_over[i] else next_obs[i]
-            reference[int(rewards[i])] = (t, obs[i], actions[i], terminated[i], truncated[i], s_next)
+            reference[int(rewards[i])] = (t, obs[i], actions[i], terminated[i], game_over[i], s_next)
         obs = next_obs
     return rb, reference, steps
 
 
 def check_against_reference(rb, reference):
     flat = np.flatnonzero(rb.valid.reshape(-1))
-    obs, actions, rewards, terminated, truncated, next_obs = rb.get(flat)
+    obs, actions, rewards, terminated, next_obs = rb.get(flat)
     for j, key in enumerate(rewards.numpy().astype(int)):
-        _, ref_obs, ref_action, ref_terminated, ref_truncated, ref_next = reference[key]
+        _, ref_obs, ref_action, ref_terminated, _, ref_next = reference[key]
         np.testing.assert_array_equal(obs[j].numpy(), ref_obs)
         np.testing.assert_array_equal(next_obs[j].numpy(), ref_next)
-        assert (actions[j], terminated[j], truncated[j]) == (ref_action, ref_terminated, ref_truncated)
+        assert (actions[j], terminated[j]) == (ref_action, ref_terminated)
     return rewards.numpy().astype(int)
 
 
@@ -127,19 +129,21 @@ def test_buffer_before_wrapping_holds_every_transition():
 
 def test_stacks_at_the_start_of_a_game_by_hand():
     rb = dqn_atari.ReplayBuffer(16, 1, (1,), torch.device("cpu"), seed=0)
-    f = lambda *values: torch.tensor([[v] for v in values], dtype=torch.uint8)  # noqa: E731 frames of one env
-    rb.start(f(1)[:, :])  # game A: frames 1, 2, 3 (final); game B: 11, 12
-    no = np.zeros(1, bool)
-    rb.add(np.array([0]), np.array([0.0]), no, no, f(2), no, None)
+    f = lambda value: np.array([[value]], np.uint8)  # noqa: E731 the newest frame of one env
+    rb.start(f(1))  # game A: frames 1, 2, 3 (final, cut by the frame cap); game B: 11, 12
+    no, yes = np.zeros(1, bool), np.ones(1, bool)
+    rb.add(np.array([0]), np.array([0.0]), no, f(2), no, None)
     final = np.array([[[0], [1], [2], [3]]], np.uint8)  # the final observation of game A
-    rb.add(np.array([1]), np.array([1.0]), np.array([False]), np.array([True]), f(11), np.array([True]), final)
-    rb.add(np.array([2]), np.array([2.0]), np.array([True]), no, f(12), no, None)  # a lost life
-    obs, actions, rewards, terminated, truncated, next_obs = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
+    rb.add(np.array([1]), np.array([1.0]), no, f(11), yes, final)  # truncated: game over, not terminated
+    rb.add(np.array([2]), np.array([2.0]), yes, f(12), no, None)  # a lost life: terminated, the game goes on
+    obs, actions, rewards, terminated, next_obs = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
     assert rewards.tolist() == [0.0, 1.0, 2.0]
     assert obs[:, :, 0].tolist() == [[0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 0, 11]]  # zeros before each game's start
     assert next_obs[:, :, 0].tolist() == [[0, 0, 1, 2], [0, 1, 2, 3], [0, 0, 11, 12]]  # the truncated game's s'
-    assert truncated.tolist() == [0.0, 1.0, 0.0] and terminated.tolist() == [0.0, 0.0, 1.0]
-    assert actions.tolist() == [0, 1, 2]
+    assert terminated.tolist() == [0.0, 0.0, 1.0] and actions.tolist() == [0, 1, 2]
+    # the truncated transition bootstraps from the final observation of its game, the terminated one does not
+    next_q = torch.tensor([[5.0, 0.0]]).repeat(3, 1)
+    assert dqn_atari.td_target(rewards, next_q, terminated, 0.5).tolist() == [2.5, 3.5, 2.0]
 
 
 def test_sampling_is_uniform_over_stored_transitions_only():
@@ -159,21 +163,20 @@ def test_buffer_rebuilds_the_observations_of_real_games():
     envs = dqn_atari.AtariGames(args, 2)
     rb = dqn_atari.ReplayBuffer(4000, 2, (84, 84), torch.device("cpu"), seed=0)  # no wrap-around: all are kept
     obs, _ = envs.reset(seed=3)
-    rb.start(torch.as_tensor(obs[:, -1]))
+    rb.start(obs[:, -1])
     rng, reference, game_ends = np.random.default_rng(0), {}, 0
     for t in range(1500):
         actions = rng.integers(0, 4, 2)
-        next_obs, _, terminated, truncated, infos = envs.step(actions)
+        next_obs, _, terminated, _, infos = envs.step(actions)
         keys = np.array([2 * t, 2 * t + 1], np.float32)  # stored as rewards: they name the transitions
-        frames = torch.as_tensor(next_obs[:, -1])
-        rb.add(actions, keys, terminated, truncated, frames, infos["game_over"], infos.get("final_obs"))
+        rb.add(actions, keys, terminated, next_obs[:, -1], infos["game_over"], infos.get("final_obs"))
         for i in range(2):
             reference[2 * t + i] = (obs[i], infos["final_obs"][i] if infos["game_over"][i] else next_obs[i])
         game_ends += int(infos["game_over"].sum())
         obs = next_obs
     envs.close()
     assert game_ends >= 4  # random play loses a game of Breakout in a few hundred steps
-    stored_obs, _, keys, _, _, stored_next = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
+    stored_obs, _, keys, _, stored_next = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
     assert sorted(keys.int().tolist()) == list(range(3000))
     for j, key in enumerate(keys.int().tolist()):
         np.testing.assert_array_equal(stored_obs[j].numpy(), reference[key][0])
@@ -190,7 +193,7 @@ def test_buffer_round_trips_through_a_checkpoint_and_keeps_its_newest_transition
     # a resumed run starts new games: their first frames go after the newest slot, the games cut short keep their
     # last transitions (only the oldest ones, whose stacks reached into the slots now written, are dropped)
     newest = {(int(p) - 1) % restored.slots * 2 + env for env, p in enumerate(restored.pos)}
-    restored.start(torch.full((2,) + FRAME, 255, dtype=torch.uint8))
+    restored.start(np.full((2,) + FRAME, 255, dtype=np.uint8))
     kept = set(check_against_reference(restored, reference))
     assert {int(restored.rewards.reshape(-1)[flat]) for flat in newest} <= kept
     assert len(kept) >= len(check_against_reference(rb, reference)) - 2 * 3
@@ -199,11 +202,16 @@ def test_buffer_round_trips_through_a_checkpoint_and_keeps_its_newest_transition
         wrong.load_state_dict(rb.state_dict())
 
 
-def test_memory_per_transition():
-    assert dqn_atari.ReplayBuffer.bytes_per_slot((84, 84)) <= 7_500
+def test_the_buffer_holds_what_the_loss_reads_and_its_bookkeeping_only():
+    """A frame, a, r, terminated, and the age and validity of the slot: no `truncated`, which no target reads (a
+    truncated transition is told apart by its s', the final observation, and by not being terminated)."""
+    rb, _, _ = fill(40, 2, 50, 0.3)
+    assert set(rb.state_dict()) == {"frames", "actions", "rewards", "terminated", "age", "valid", "pos", "rng"}
+    assert len(rb.sample(4)) == 5  # s, a, r, terminated, s'
+    assert dqn_atari.ReplayBuffer.bytes_per_slot((84, 84)) == 84 * 84 + 8
     rb = dqn_atari.ReplayBuffer(1000, 1, (84, 84), torch.device("cpu"), seed=0)
-    stored = rb.frames.nbytes + sum(a.nbytes for a in (rb.actions, rb.rewards, rb.terminated, rb.truncated, rb.age))
-    assert stored + rb.valid.nbytes == 1000 * dqn_atari.ReplayBuffer.bytes_per_slot((84, 84))
+    stored = sum(getattr(rb, name).nbytes for name in ("frames", "actions", "rewards", "terminated", "age", "valid"))
+    assert stored == 1000 * dqn_atari.ReplayBuffer.bytes_per_slot((84, 84))
 
 
 # ======================================================================================================================
@@ -230,6 +238,17 @@ def test_epsilon_schedule():
     assert dqn_atari.linear_schedule(1.0, 0.01, 1000, 5000) == 0.01
 
 
+def test_epsilon_greedy_draws_from_torchs_generator():
+    q_network = lambda obs: torch.tensor([0.0, 1.0, 0.0]).repeat(len(obs), 1)  # noqa: E731 greedy action: 1
+    obs = torch.zeros(4000, 1)
+    assert (dqn_atari.epsilon_greedy(q_network, obs, 0.0, 3) == 1).all()
+    torch.manual_seed(0)
+    actions = dqn_atari.epsilon_greedy(q_network, obs, 0.3, 3)
+    assert np.mean(actions != 1) == pytest.approx(0.3 * 2 / 3, abs=0.03)  # a random action is greedy 1 time in 3
+    torch.manual_seed(0)  # the state a checkpoint saves and restores
+    np.testing.assert_array_equal(dqn_atari.epsilon_greedy(q_network, obs, 0.3, 3), actions)
+
+
 # ======================================================================================================================
 # Logged scores: whole games, raw
 # ======================================================================================================================
@@ -242,7 +261,7 @@ def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
         env_id="BreakoutNoFrameskip-v4", game="breakout", torch_threads=1, num_envs=2, total_timesteps=400,
         buffer_size=100, learning_starts=100, eval_episodes=2, double_dqn=True,
     )  # fmt: skip
-    dqn_atari.main(args)
+    dqn_atari.main(dqn_atari.check_args(args))
     scalars = read_scalars(only_run_dir(tmp_path))
     games = sorted(zip(*([v for _, v in scalars[f"charts/episodic_{k}"]] for k in ("return", "length"))))
     assert set(games) == {(120.0, 12.0), (140.0, 14.0)}
@@ -311,10 +330,44 @@ def test_smoke_save_evaluate_video_and_hub_round_trip(tmp_path):
         (("--end-e", 0.5, "--start-e", 0.1), ("--end-e",)),
         (("--buffer-size", 10_000_000_000), ("--buffer-size", "GiB")),
         (("--load-model", "missing/model.pt"), ("does not exist",)),
+        (("--hf-repo-id", "no-slash"), ("--hf-repo-id",)),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     assert_refused("dqn_atari.py", *args, needles=needles, cwd=tmp_path)
+
+
+def test_an_upload_without_a_token_is_refused_before_training(tmp_path):
+    assert_upload_needs_a_token("dqn_atari.py", "user/dqn-SpaceInvadersNoFrameskip-v4", tmp_path)
+
+
+def test_computed_fields_are_not_options(tmp_path):
+    help_text = run_script("dqn_atari.py", "--help", cwd=tmp_path).stdout
+    assert "--buffer-size" in help_text
+    for option, value in (("--game", "pong"), ("--repeat-action-probability", 0.25), ("--num-iterations", 8)):
+        assert option not in help_text
+        proc = run_script("dqn_atari.py", option, value, cwd=tmp_path)
+        assert proc.returncode != 0 and "Unrecognized options" in proc.stderr, proc.stderr
+
+
+def test_the_upload_names_the_script_that_trained_the_agent(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeHfApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    dqn_atari.push_to_hub(tmp_path, "user/dqn-SpaceInvadersNoFrameskip-v4")
+    assert calls[0] == ("create_repo", "user/dqn-SpaceInvadersNoFrameskip-v4")
+    upload = calls[1][1]
+    assert upload["repo_id"] == "user/dqn-SpaceInvadersNoFrameskip-v4" and upload["folder_path"] == tmp_path
+    assert "dqn_atari.py" in upload["commit_message"] and "PPO" not in upload["commit_message"]
 
 
 def test_corrupt_or_mismatched_model_is_refused(tmp_path):

@@ -44,7 +44,7 @@ def test_two_processes_train_one_agent_and_resume(tmp_path):
 
     # both processes resume from rank 0's checkpoint (here at the end of the run: nothing is left to train)
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert (checkpoint["global_step"], checkpoint["iteration"], checkpoint["args"]["world_size"]) == (384, 3, 2)
+    assert (checkpoint["global_step"], checkpoint["args"]["world_size"]) == (384, 2)
     script = ROOT / "ppo_atari_multigpu.py"
     proc = torchrun(script, "--resume", run_dir / "checkpoint.pt", "--env-threads", 1, cwd=tmp_path)
     assert_ok(proc)

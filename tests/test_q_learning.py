@@ -15,6 +15,7 @@ from conftest import (
     assert_ok,
     assert_refused,
     assert_upload_needs_a_token,
+    eval_line,
     only_run_dir,
     read_results,
     read_scalars,
@@ -168,17 +169,13 @@ def test_any_discrete_env_trains_through_gymnasium(tmp_path, monkeypatch):
     gym.register("TestCorridor-v0", entry_point=Corridor, max_episode_steps=50)
     monkeypatch.chdir(tmp_path)
     args = q_learning.Args(env_id="TestCorridor-v0", total_episodes=300, eval_episodes=5, save_model=True)
-    q_learning.main(args)
+    q_learning.main(q_learning.check_args(args))
     run_dir = only_run_dir(tmp_path)
     assert read_results(run_dir / "results.json")["mean_reward"] == 1.0
     assert np.load(run_dir / "qtable.npy").shape == (5, 2)
 
 
 # ---------------------------------------------------------------------------------------------------- whole runs
-
-
-def eval_line(stdout):
-    return re.search(r"^mean_reward=.*$", stdout, re.M).group(0)
 
 
 def read_card(hub_dir):
@@ -277,7 +274,7 @@ def test_other_discrete_env_with_tracking_and_video(workdir):
     assert_ok(proc)
     run_dir = only_run_dir(workdir)
     assert TRAINING_TAGS <= set(read_scalars(run_dir))
-    assert (run_dir / "videos" / "replay-episode-0.mp4").exists()
+    assert (run_dir / "videos" / "eval" / "eval-episode-0.mp4").exists()  # the first evaluation episode
     assert list((workdir / "wandb").glob("offline-run-*"))
 
 
@@ -289,7 +286,7 @@ def saved_model(tmp_path):
     """A folder with a valid args.json for FrozenLake 4x4; tests put a qtable.npy next to it."""
     folder = tmp_path / "model"
     folder.mkdir()
-    args = vars(q_learning.Args()) | q_learning.COURSE_DEFAULTS | dict(map_name="4x4")
+    args = vars(q_learning.check_args(q_learning.Args()))
     (folder / "args.json").write_text(json.dumps(args))
     return folder
 
@@ -307,7 +304,7 @@ def saved_model(tmp_path):
         (["--min-epsilon", "0.5", "--max-epsilon", "0.1"], "--min-epsilon"),
         (["--env-id", "Taxi-v3", "--is-slippery"], "FrozenLake option"),
         (["--map-name", "5x5"], "cannot make"),
-        (["--load-model", "nowhere/qtable.npy"], "args.json"),
+        (["--load-model", "nowhere/qtable.npy"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_clean_line(workdir, args, needle):
@@ -317,10 +314,10 @@ def test_bad_input_is_one_clean_line(workdir, args, needle):
 @pytest.mark.parametrize(
     "write, needle",
     [
-        (lambda path: path.write_bytes(b"not a numpy file"), "cannot read the Q-table"),
-        (lambda path: np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True), "cannot read the Q-table"),
+        (lambda path: path.write_bytes(b"not a numpy file"), "cannot load"),
+        (lambda path: np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True), "cannot load"),
         (lambda path: np.save(path, np.zeros((500, 6))), "shape"),
-        (lambda path: None, "cannot read the Q-table"),
+        (lambda path: None, "does not exist"),
     ],
     ids=["corrupt", "pickled", "wrong-shape", "missing"],
 )
@@ -331,5 +328,23 @@ def test_bad_saved_model_is_one_clean_line(workdir, saved_model, write, needle):
     assert not (workdir / "runs").exists()
 
 
+def test_saved_model_without_its_args_json_is_one_clean_line(workdir, saved_model):
+    np.save(saved_model / "qtable.npy", np.zeros((16, 4)))
+    (saved_model / "args.json").unlink()
+    assert_refused(SCRIPT, "--load-model", saved_model / "qtable.npy", needles=("args.json",), cwd=workdir)
+
+
 def test_upload_without_a_token_stops_before_training(workdir):
     assert_upload_needs_a_token(SCRIPT, "someone/q-FrozenLake", workdir)
+    no_token = {"HF_HOME": str(workdir / "hf"), "HF_TOKEN": ""}
+    proc = run_script(SCRIPT, "--hf-repo-id", "someone/q-FrozenLake", cwd=workdir, env=no_token)
+    assert "`hf auth login`" in proc.stderr  # the command huggingface-hub installs
+
+
+def test_computed_fields_are_not_options(workdir):
+    proc = run_script(SCRIPT, "--help", cwd=workdir)
+    assert_ok(proc)
+    assert "--env-id" in proc.stdout and "gym-id" not in proc.stdout
+    proc = run_script(SCRIPT, "--gym-id", "Taxi-v4", cwd=workdir)
+    assert proc.returncode != 0 and "Unrecognized options: --gym-id" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (workdir / "runs").exists()
