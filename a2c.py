@@ -9,25 +9,18 @@ gamma 0.99, GAE lambda 1.0 (plain n-step returns), entropy 0, value 0.5, gradien
 actor and critic, and VecNormalize's observation and reward normalisation for Box actions.
 
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a learned state-independent log-std
-(actions are clipped to the bounds only on the way to the environment). Box, Discrete and Dict observations are
-flattened (a Dict in the fixed, sorted key order of its space). An episode cut by a time limit bootstraps from the
-value of its final observation; a terminated one does not. Evaluation is course unit 6's: deterministic actions,
-observations normalised with statistics frozen at the end of training, raw rewards.
+(clipped to the bounds only on the way to the environment). Observations are flattened (a Dict in the sorted key
+order of its space). An episode cut by a time limit bootstraps from the value of its final observation; a terminated
+one does not. Evaluation is course unit 6's: deterministic actions, observations normalised with the statistics of
+the end of training, frozen, and raw rewards.
 
 Run:
     python a2c.py                                   # PandaReachDense-v3 (course unit 6), the course's 1M steps
-    python a2c.py --total-timesteps 60000 --eval-every 10000          # enough for the course's pass mark
+    python a2c.py --total-timesteps 60000 --eval-every 10000          # shorter, evaluated every 10k steps
     python a2c.py --env-id CartPole-v1 --num-envs 8 --total-timesteps 500000     # RL Zoo's A2C CartPole settings
     python a2c.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
-    python a2c.py --help
 
-Measured on a 2-core CPU (shared with other work; benchmarks/bench_a2c.py, seeds 1-6): PandaReachDense-v3 trains at
-~470 steps/s (the 4 envs step in worker processes; pybullet's ~2 ms a step is most of the time) and first passes the
-course mark, mean - std >= -3.5 over 10 deterministic episodes, after 40k-60k steps (median 50k), 1.3-2.3 minutes
-with an evaluation every 10k steps: median 123 s, against 133 s for SB3's A2C (~410 steps/s, 30k-60k steps), 0.93x.
-60k steps with seed 1 evaluate to -0.16 +/- 0.11. The full 1M steps would take about 36 minutes at that rate (not
-run to the end). The CartPole command takes about 65 s (~8,400 steps/s) and evaluates to 500 +/- 0; with seed 1 it is
-already there at 100k steps.
+What it reaches and how fast: README.md and results/README.md.
 """
 
 import datetime
@@ -45,9 +38,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import tyro
-from torch.distributions import Normal
+from torch.distributions import Categorical, Normal
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
@@ -64,7 +56,7 @@ class Args:
     cuda: bool = True
     """if toggled, CUDA is used when available"""
     torch_threads: int = 1
-    """CPU threads for torch (0: torch's default); one is fastest for these small networks"""
+    """CPU threads for torch (0: torch's default); these small networks gain nothing from more than one"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -80,7 +72,7 @@ class Args:
     eval_episodes: int = 10
     """episodes of the evaluation after training (deterministic actions, as in course unit 6); 0 skips it"""
     eval_every: int = 0
-    """also evaluate every this many steps during training, logging eval/mean_reward and the wall time (0: never)"""
+    """also evaluate every this many steps during training, logging eval/mean_reward (0: never)"""
     hub_package: bool = False
     """build the Hugging Face Hub folder (runs/<run>/hub: card, results, replay video, model, args, script)"""
     hf_repo_id: str | None = None
@@ -96,7 +88,7 @@ class Args:
     num_envs: int = 4
     """the number of parallel game environments"""
     async_envs: bool | None = None
-    """step the envs in worker processes, for slow envs (pybullet: ~2 ms a step); same results (None: Panda envs)"""
+    """step the envs in worker processes, for slow envs such as pybullet's; same results (None: for Panda envs)"""
     num_steps: int = 5
     """the number of steps to run in each environment per policy rollout"""
     anneal_lr: bool = False
@@ -128,17 +120,17 @@ class Args:
     clip_reward: float = 10.0
     """normalised rewards are clipped to [-clip_reward, clip_reward]"""
 
-    # to be filled in runtime
-    gym_id: str = ""
-    """the gymnasium id that runs (equals env_id unless env_id is retired)"""
-    batch_size: int = 0
-    """the batch size (computed in runtime)"""
-    num_iterations: int = 0
-    """the number of iterations (computed in runtime)"""
+    # computed from the others, not options
+    gym_id: tyro.conf.Suppress[str] = ""
+    """the gymnasium id that runs (env_id, or the current version of a retired env_id)"""
+    batch_size: tyro.conf.Suppress[int] = 0
+    """the batch size: num_envs * num_steps"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of iterations: total_timesteps / batch_size"""
 
 
 def fail(message: str):
-    """Bad input: one line on stderr, exit status 2, no traceback."""
+    """Bad input: one line on stderr that names the fix, a non-zero exit, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
@@ -147,7 +139,21 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_args(args: Args):
+def check_hub_args(args: Args):
+    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
+    if args.hf_repo_id is None:
+        return
+    from huggingface_hub import get_token
+
+    if args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if not get_token():
+        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    args.hub_package = True
+
+
+def check_args(args: Args) -> Args:
+    """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
     positive = ("total_timesteps", "num_envs", "num_steps", "learning_rate", "clip_obs", "clip_reward")
     for name in positive:
         if getattr(args, name) <= 0:
@@ -164,22 +170,25 @@ def check_args(args: Args):
     if args.eval_every < 0 or (args.eval_every > 0 and args.eval_episodes == 0):
         fail(f"--eval-every must be >= 0 and needs --eval-episodes > 0, got {args.eval_every} and {args.eval_episodes}")
     args.batch_size = args.num_envs * args.num_steps
-    if args.load_model is None and args.total_timesteps < args.batch_size:
-        fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
-    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    if args.hf_repo_id is not None:
-        import huggingface_hub
-
-        if not huggingface_hub.get_token():
-            fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
     args.num_iterations = args.total_timesteps // args.batch_size
-    args.hub_package = args.hub_package or args.hf_repo_id is not None
+    check_hub_args(args)  # before the env: importing panda-gym writes a line to stderr
+    if args.load_model is None:
+        if args.num_iterations == 0:
+            fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
+        args.gym_id = resolve_env_id(args.env_id)
+        check_spaces(args.gym_id)
+        env = gym.make(args.gym_id)
+        continuous = isinstance(env.action_space, gym.spaces.Box)
+        env.close()
+        # unset flags follow the env: course unit 6 wraps its (Box-action) envs in VecNormalize; pybullet steps slowly
+        args.norm_obs = continuous if args.norm_obs is None else args.norm_obs
+        args.norm_reward = continuous if args.norm_reward is None else args.norm_reward
+        panda = args.gym_id.rpartition(":")[2].startswith("Panda")
+        args.async_envs = panda if args.async_envs is None else args.async_envs
+    return args
 
 
-# ======================================================================================================================
-# Environment
-# ======================================================================================================================
+# ENV: the environment
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3).
     As in gym.make, `module:EnvName-v0` imports the module that registers the env first."""
@@ -205,11 +214,12 @@ def resolve_env_id(env_id: str) -> str:
 def supported_observation(space: gym.Space) -> bool:
     if isinstance(space, gym.spaces.Dict):
         return all(map(supported_observation, space.values()))
+    if isinstance(space, gym.spaces.Tuple):
+        return all(map(supported_observation, space))
     return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete))
 
 
-def check_spaces(gym_id: str) -> gym.Space:
-    """Fail unless a2c.py handles the env's spaces; return its action space."""
+def check_spaces(gym_id: str):
     try:
         env = gym.make(gym_id)
     except Exception as error:  # e.g. a missing optional dependency of the environment
@@ -217,16 +227,15 @@ def check_spaces(gym_id: str) -> gym.Space:
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     if not supported_observation(observation_space):
-        fail(f"{gym_id} has observation space {observation_space}; a2c.py handles Box, Discrete and Dict")
+        fail(f"{gym_id} has observation space {observation_space}; {SCRIPT.name} handles Box, Discrete, Dict and Tuple")
     if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{gym_id} has action space {action_space}; a2c.py handles Discrete and Box actions")
-    return action_space
+        fail(f"{gym_id} has action space {action_space}; {SCRIPT.name} handles Discrete and Box actions")
 
 
 class SeededResets(gym.Wrapper):
-    """panda-gym 3.0.7 re-seeds its goal sampler from the operating system at every reset that gets no seed (the
-    autoresets of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a
-    seed drawn from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
+    """panda-gym re-seeds its goal sampler from the operating system at every reset that gets no seed (the autoresets
+    of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a seed drawn
+    from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -236,9 +245,12 @@ class SeededResets(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluation: bool = False):
+MAX_EVAL_STEPS = 100_000  # where an evaluation episode of an env without a time limit is cut
+
+
+def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evaluation: bool = False):
     """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
-    usual schedule, or only the first episode of an evaluation."""
+    usual schedule, or only the first episode of an evaluation, whose episodes always end."""
 
     def thunk():
         if video_folder is None or idx > 0:
@@ -247,167 +259,131 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
             trigger = (lambda episode: episode == 0) if evaluation else None
             prefix = "eval" if evaluation else "train"
             env = gym.make(gym_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, video_folder, episode_trigger=trigger, name_prefix=prefix)
+            env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=trigger, name_prefix=prefix)
+        if evaluation and env.spec.max_episode_steps is None:
+            env = gym.wrappers.TimeLimit(env, MAX_EVAL_STEPS)
         if gym_id.rpartition(":")[2].startswith("Panda"):
             env = SeededResets(env)
         if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-            env = gym.wrappers.FlattenObservation(env)  # a Dict in its space's key order, Discrete one-hot
+            env = gym.wrappers.FlattenObservation(env)
         return env
 
     return thunk
 
 
-# ======================================================================================================================
-# Observation and reward normalisation (SB3's VecNormalize, step by step)
-# ======================================================================================================================
-class RunningMeanStd:
-    """Mean and variance of everything seen so far, merged batch by batch (Chan et al.'s parallel algorithm)."""
-
-    def __init__(self, shape: tuple[int, ...] = (), count: float = 1e-4):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = count  # starts just above 0, as SB3's: the first batch all but replaces the initial (0, 1)
-
-    def update(self, batch: np.ndarray):
-        batch_mean, batch_var, batch_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * batch_count / total
-        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
-        self.var = m2 / total
-        self.count = total
+def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """What the environments receive: Gaussian actions are clipped to the bounds, stored actions never are."""
+    action = action.cpu().numpy()
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(action, action_space.low, action_space.high)
+    return action
 
 
-class Normalizer:
-    """Observations: (o - mean) / sqrt(var + 1e-8), clipped to +-clip_obs. Rewards: r / sqrt(Var[R] + 1e-8), clipped to
-    +-clip_reward, where R_t = gamma * R_{t-1} + r_t is each env's discounted return so far (reset where an episode
-    ends). Statistics are updated only during training; evaluation freezes them and never touches rewards."""
-
-    def __init__(self, obs_dim: int, num_envs: int, args: Args):
-        self.norm_obs, self.norm_reward = args.norm_obs, args.norm_reward
-        self.clip_obs, self.clip_reward, self.gamma, self.epsilon = args.clip_obs, args.clip_reward, args.gamma, 1e-8
-        self.obs_rms = RunningMeanStd((obs_dim,))
-        self.ret_rms = RunningMeanStd(())
-        self.returns = np.zeros(num_envs)
-
-    def observation(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        if not self.norm_obs:
-            return obs.astype(np.float32, copy=False)
-        if update:
-            self.obs_rms.update(obs)
-        normalized = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
-        return np.clip(normalized, -self.clip_obs, self.clip_obs).astype(np.float32)
-
-    def reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Training only: update the return statistics with this step's rewards and scale them."""
-        if not self.norm_reward:
-            return reward
-        self.returns = self.returns * self.gamma + reward
-        self.ret_rms.update(self.returns)
-        self.returns[done] = 0.0
-        return np.clip(reward / np.sqrt(self.ret_rms.var + self.epsilon), -self.clip_reward, self.clip_reward)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {
-            f"{name}_{field}": torch.as_tensor(getattr(rms, field), dtype=torch.float64)
-            for name, rms in (("obs", self.obs_rms), ("ret", self.ret_rms))
-            for field in ("mean", "var", "count")
-        }
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]):
-        for name, rms in (("obs", self.obs_rms), ("ret", self.ret_rms)):
-            for field in ("mean", "var"):
-                value = state[f"{name}_{field}"].numpy()
-                if value.shape != getattr(rms, field).shape:
-                    raise ValueError(
-                        f"{name}_{field} has shape {tuple(value.shape)}, expected {getattr(rms, field).shape}"
-                    )
-                setattr(rms, field, value.copy())
-            rms.count = float(state[f"{name}_count"])
-
-
-# ======================================================================================================================
-# Network
-# ======================================================================================================================
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+# NETWORK: actor and critic, and the normalisation statistics
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
     return layer
 
 
-class MLP(nn.Module):
-    """Linear layers with tanh between them, orthogonally initialised as in CleanRL and SB3. The forward pass is
-    written out in one module call: on a small CPU, the Python overhead of nested module calls costs more than the
-    products."""
+class RunningMeanStd(nn.Module):
+    """Mean and variance of everything seen so far, merged batch by batch (Chan et al.'s parallel algorithm) as in
+    SB3's VecNormalize; buffers, so that the agent's state_dict saves them with the weights."""
 
-    def __init__(self, sizes: list[int], out_std: float):
+    def __init__(self, shape: tuple[int, ...] = ()):
         super().__init__()
-        self.layers = nn.ModuleList(layer_init(nn.Linear(i, o)) for i, o in zip(sizes[:-2], sizes[1:-1]))
-        self.layers.append(layer_init(nn.Linear(sizes[-2], sizes[-1]), std=out_std))
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        # just above 0, as SB3's: the first batch all but replaces the initial (0, 1)
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers
-        for layer in hidden:
-            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
+    def update(self, batch: torch.Tensor):
+        batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0, correction=0), batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.mean += delta * batch_count / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
 
 
 class Agent(nn.Module):
-    """Separate actor and critic MLPs (64-64, tanh), as SB3's default A2C policy."""
+    """Separate actor and critic MLPs (64-64, tanh), orthogonally initialised, as SB3's default A2C policy; and the
+    running statistics of the observations and returns, which evaluation normalises with."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space):
         super().__init__()
         obs_dim = int(np.prod(observation_space.shape))
         self.continuous = isinstance(action_space, gym.spaces.Box)
         act_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
-        self.critic = MLP([obs_dim, 64, 64, 1], out_std=1.0)
-        self.actor = MLP([obs_dim, 64, 64, act_dim], out_std=0.01)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
         if self.continuous:
             self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+        self.obs_rms = RunningMeanStd(observation_space.shape)
+        self.ret_rms = RunningMeanStd()
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
 
-    def get_action(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Sample a ~ pi(.|s) (or take its mode): all that a rollout step needs, in as few operations as possible."""
+    def distribution(self, x: torch.Tensor) -> Categorical | Normal:
+        """pi(.|s): a categorical over the actor's logits, or a Gaussian around its output."""
         if self.continuous:
             mean = self.actor(x)
-            return mean if deterministic else mean + self.actor_logstd.exp() * torch.randn_like(mean)
-        logits = self.actor(x)
-        if deterministic:
-            return logits.argmax(dim=-1)
-        # Gumbel-max trick: argmax(logits + G), with G = -log(E), E ~ Exp(1), is a sample of softmax(logits)
-        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
+            return Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        return Categorical(logits=self.actor(x))
+
+    def get_action(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """a ~ pi(.|s), or with deterministic the mode of pi(.|s) (course unit 6's evaluation)."""
+        probs = self.distribution(x)
+        return probs.mode if deterministic else probs.sample()
 
     def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
-        """Score actions taken in states x: log pi(a|s), the entropy of pi(.|s), and V(s)."""
-        if self.continuous:
-            mean = self.actor(x)
-            dist = Normal(mean, self.actor_logstd.expand_as(mean).exp(), validate_args=False)
-            # independent dimensions: the joint log-density and the entropy are sums over them
-            return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.get_value(x)
-        # the categorical distribution written out: a third of the operations of torch's Categorical
-        log_probs = torch.log_softmax(self.actor(x), dim=-1)
-        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)  # H = -sum_a pi(a|s) log pi(a|s)
+        """log pi(a|s), the entropy of pi(.|s), and V(s), for actions taken in states x."""
+        probs = self.distribution(x)
+        logprob, entropy = probs.log_prob(action), probs.entropy()
+        if self.continuous:  # independent dimensions: the joint log-density and the entropy are sums over them
+            logprob, entropy = logprob.sum(-1), entropy.sum(-1)
         return logprob, entropy, self.get_value(x)
 
 
-# ======================================================================================================================
-# The algorithm's pure pieces
-# ======================================================================================================================
-def compute_gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    last_values: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    final_values: torch.Tensor,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized Advantage Estimation over a rollout of shape [num_steps, num_envs]; with gae_lambda = 1 (A2C's
-    default) the advantage is the n-step one, A_t = r_t + gamma r_{t+1} + ... + gamma^(n-t) V(s_n) - V(s_t).
+# ALGO LOGIC: VecNormalize's normalisation, n-step advantages and the actor-critic loss
+def normalize_obs(agent: Agent, args: Args, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
+    """(o - mean) / sqrt(var + 1e-8), clipped to +-clip_obs; with update (training), the statistics take in the
+    observations first. Evaluation leaves them frozen."""
+    if not args.norm_obs:
+        return obs
+    if update:
+        agent.obs_rms.update(obs)
+    normalized = (obs - agent.obs_rms.mean) / torch.sqrt(agent.obs_rms.var + 1e-8)
+    return normalized.clamp(-args.clip_obs, args.clip_obs).float()
+
+
+def normalize_reward(agent: Agent, args: Args, reward: torch.Tensor, returns: torch.Tensor, done: torch.Tensor):
+    """Training only: r / sqrt(Var[R] + 1e-8), clipped to +-clip_reward, where R_t = gamma * R_{t-1} + r_t is each
+    env's discounted return so far (`returns`, updated here and reset where an episode ends)."""
+    if not args.norm_reward:
+        return reward
+    returns.mul_(args.gamma).add_(reward)  # R_t = gamma * R_{t-1} + r_t
+    agent.ret_rms.update(returns)
+    returns[done] = 0.0
+    return (reward / torch.sqrt(agent.ret_rms.var + 1e-8)).clamp(-args.clip_reward, args.clip_reward)
+
+
+def compute_gae(rewards, values, last_values, terminated, truncated, final_values, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout: tensors of shape [num_steps, num_envs].
 
     values[t] = V(s_t); last_values = V(s_T) of the observation after the rollout; final_values[t] = V(final
     observation) where truncated[t] (the state a time limit cut the episode at). Where an episode ended at step t,
@@ -434,9 +410,7 @@ def a2c_loss(args: Args, logprob, entropy, values, advantages, returns):
     if args.norm_adv:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-    # Actor: grad J(theta) = E[grad_theta log pi_theta(a_t|s_t) A(s_t, a_t)],
-    # with the advantage A(s_t, a_t) = Q(s_t, a_t) - V(s_t) ~ r_t + gamma V(s_{t+1}) - V(s_t) (n-step: compute_gae);
-    # maximised, so its negative is minimised
+    # Actor: grad J(theta) = E[grad_theta log pi_theta(a_t|s_t) A(s_t, a_t)], maximised, so its negative is minimised
     policy_loss = -(advantages * logprob).mean()
 
     # Critic: L^VF = (V(s_t) - V_t^targ)^2 with V_t^targ = A(s_t, a_t) + V(s_t), the n-step return (SB3's MSE, no 1/2)
@@ -449,39 +423,21 @@ def a2c_loss(args: Args, logprob, entropy, values, advantages, returns):
     return loss, stats
 
 
-# ======================================================================================================================
-# Evaluation, saving and the Hub
-# ======================================================================================================================
-def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
-    """What the environment receives: Gaussian actions are clipped to the bounds, stored actions never are."""
-    action = action.cpu().numpy()
-    if isinstance(action_space, gym.spaces.Box):
-        return np.clip(action, action_space.low, action_space.high)
-    return action
-
-
-def evaluate(
-    agent: Agent,
-    normalizer: Normalizer,
-    gym_id: str,
-    episodes: int,
-    seed: int,
-    device: torch.device,
-    video_folder: str | None = None,
-) -> list[float]:
+# EVALUATION, SAVING AND THE HUB
+def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 6's protocol (SB3's evaluate_policy on a VecNormalize in eval mode): whole episodes with
-    deterministic actions, observations normalised with frozen statistics, raw rewards summed. The first episode is
+    deterministic actions, observations normalised with frozen statistics, raw rewards summed; the first one is
     recorded if video_folder."""
-    env = make_env(gym_id, 0, video_folder, evaluation=True)()
+    env = make_env(args.gym_id, 0, video_folder, evaluation=True)()
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done, total = False, 0.0
         while not done:
-            obs = torch.as_tensor(normalizer.observation(obs), device=device).unsqueeze(0)
             with torch.inference_mode():
+                obs = normalize_obs(agent, args, torch.Tensor(obs).to(device).unsqueeze(0))
                 action = agent.get_action(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(env_action(action[0], env.action_space))
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space)[0])
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
@@ -489,9 +445,21 @@ def evaluate(
     return returns
 
 
-def load_agent(path: str, device: torch.device) -> tuple[Agent, Normalizer, Args]:
-    """A saved model, its normalisation statistics and the arguments it was trained with; one clear line for anything
-    missing or corrupt."""
+def evaluate_during_training(agent: Agent, args: Args, global_step: int, sps: int, writer: SummaryWriter, device):
+    """--eval-every: the course's evaluation on fresh episodes, as SB3's EvalCallback plays them (the final evaluation's
+    are fixed), logged and printed; returns the seconds it took."""
+    start = time.time()
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000 + global_step, device, None)
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    writer.add_scalar("eval/mean_reward", mean, global_step)
+    writer.add_scalar("eval/std_reward", std, global_step)
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation at step {global_step:,} ({sps:,} SPS) over {len(returns)} episodes: {line}")
+    return time.time() - start
+
+
+def read_saved_args(path: str) -> Args:
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
     if not model_path.is_file():
@@ -499,22 +467,24 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Normalizer, Args
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+
+
+def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    saved = read_saved_args(path)
     saved.gym_id = resolve_env_id(saved.env_id)
     check_spaces(saved.gym_id)
     env = make_env(saved.gym_id)()
     agent = Agent(env.observation_space, env.action_space).to(device)
-    normalizer = Normalizer(int(np.prod(env.observation_space.shape)), 1, saved)
     env.close()
     try:
-        state = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
-        agent.load_state_dict(state["agent"])
-        normalizer.load_state_dict({k: v.cpu() for k, v in state["normalizer"].items()})
+        agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
-        fail(f"cannot load {path} as an a2c.py model for {saved.gym_id} ({describe(error)})")
-    return agent, normalizer, saved
+        fail(f"cannot load {path} as a {SCRIPT.name} model for {saved.env_id} ({describe(error)})")
+    return agent, saved
 
 
 def model_card(args: Args, mean: float, std: float) -> str:
@@ -546,17 +516,17 @@ model-index:
 
 # A2C agent playing {env_id}
 
-An A2C agent trained with `a2c.py`, a single-file PyTorch implementation of A2C (Hugging Face Deep RL Course, unit 6),
-on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
+An A2C agent trained with `{SCRIPT.name}`, a single-file PyTorch implementation of A2C (Hugging Face Deep RL Course,
+unit 6), on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
 It scores **{mean:.2f} +/- {std:.2f}** over {args.eval_episodes} evaluation episodes with deterministic actions.
 
 ## Use it
-`model.pt` holds two plain `state_dict`s, loaded with `torch.load(..., weights_only=True)` (nothing is unpickled):
-`agent`, the weights, and `normalizer`, the observation and return statistics that evaluation needs. `args.json` holds
-the arguments it was trained with. Download this repository, then:
+The weights and the observation and return statistics that evaluation normalises with are a plain `state_dict`
+(`model.pt`, loaded with `torch.load(..., weights_only=True)`: nothing is unpickled) and `args.json` holds the
+arguments it was trained with. Download this repository, then:
 
 ```
-python a2c.py --load-model model.pt --capture-video
+python {SCRIPT.name} --load-model model.pt --capture-video
 ```
 
 ## Hyperparameters
@@ -572,7 +542,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
-    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
     if videos:
@@ -586,17 +556,54 @@ def push_to_hub(folder: Path, repo_id: str):
     try:
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload A2C agent")
+        message = f"Upload an agent trained by {SCRIPT.name}"
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     except Exception as error:
         fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-# ======================================================================================================================
-# Plumbing: run name, logging, seeding
-# ======================================================================================================================
-def start_run(args: Args):
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+def report(returns: list[float]) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation over {len(returns)} episodes: {line}")
+    return mean, std
+
+
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
+    """Save, evaluate, package and upload, as the arguments ask."""
+    model_path = run_dir / "model.pt"
+    if args.save_model or args.hub_package:
+        torch.save(agent.state_dict(), model_path)
+        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        print(f"model saved to {model_path}")
+    if args.eval_episodes == 0:
+        return
+    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
+    for idx, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    mean, std = report(returns)
+    results = dict(
+        env_id=args.env_id,
+        mean_reward=mean,
+        std_reward=std,
+        n_evaluation_episodes=len(returns),
+        eval_datetime=datetime.datetime.now().isoformat(),
+    )
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if args.hub_package:
+        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
+        print(f"Hub folder written to {folder}")
+        if args.hf_repo_id:
+            push_to_hub(folder, args.hf_repo_id)
+
+
+# PLUMBING: run name, logging, seeding, a saved model
+def start_run(args: Args) -> tuple[str, Path, SummaryWriter]:
+    """The run's name and folder, its TensorBoard writer with the hyperparameters, and wandb with --track."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -615,6 +622,7 @@ def start_run(args: Args):
 
 
 def seed_everything(args: Args) -> torch.device:
+    """Seed every generator the run draws from; the device to train on."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -624,82 +632,26 @@ def seed_everything(args: Args) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
 
-def report(returns: list[float], label: str) -> tuple[float, float]:
-    mean, std = float(np.mean(returns)), float(np.std(returns))
-    print(f"{label} over {len(returns)} episodes: mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}")
-    return mean, std
+def evaluate_saved_model(args: Args):
+    """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
+    device = seed_everything(args)
+    agent, saved = load_agent(args.load_model, device)
+    # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
+    experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
+    for field in experiment_fields:
+        setattr(saved, field, getattr(args, field))
+    _, run_dir, writer = start_run(saved)
+    finish(agent, saved, run_dir, writer, device)
+    writer.close()
 
 
-def finish(
-    agent: Agent, normalizer: Normalizer, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device
-):
-    """Save, evaluate, package and upload, as the arguments ask."""
-    model_path = run_dir / "model.pt"
-    if args.save_model or args.hub_package:
-        torch.save({"agent": agent.state_dict(), "normalizer": normalizer.state_dict()}, model_path)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
-        print(f"model saved to {model_path}")
-    if args.eval_episodes == 0:
-        return
-    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(
-        agent,
-        normalizer,
-        args.gym_id,
-        args.eval_episodes,
-        args.seed + 10_000,
-        device,
-        video_folder and str(video_folder),
-    )
-    for idx, episodic_return in enumerate(returns):
-        writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = report(returns, "evaluation")
-    results = dict(
-        env_id=args.env_id,
-        mean_reward=mean,
-        std_reward=std,
-        n_evaluation_episodes=len(returns),
-        eval_datetime=datetime.datetime.now().isoformat(),
-    )
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if args.hub_package:
-        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
-        print(f"Hub folder written to {folder}")
-        if args.hf_repo_id:
-            push_to_hub(folder, args.hf_repo_id)
-
-
-# ======================================================================================================================
-# Training
-# ======================================================================================================================
 def main(args: Args):
-    check_args(args)
-    if args.load_model is not None:  # evaluate a saved model, no training
-        device = seed_everything(args)
-        agent, normalizer, saved = load_agent(args.load_model, device)
-        this_command = ("seed", "cuda", "torch_threads", "track", "wandb_project_name", "wandb_entity",
-                        "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model")  # fmt: skip
-        for field in this_command:  # this command's settings, not the saved run's
-            setattr(saved, field, getattr(args, field))
-        saved.save_model = False
-        _, run_dir, writer = start_run(saved)
-        finish(agent, normalizer, saved, run_dir, writer, device)
-        writer.close()
-        return
-
-    args.gym_id = resolve_env_id(args.env_id)
-    continuous = isinstance(check_spaces(args.gym_id), gym.spaces.Box)
-    # course unit 6 wraps its (Box-action) Panda envs in VecNormalize; unset flags follow the action space
-    args.norm_obs = continuous if args.norm_obs is None else args.norm_obs
-    args.norm_reward = continuous if args.norm_reward is None else args.norm_reward
-    panda = args.gym_id.rpartition(":")[2].startswith("Panda")
-    args.async_envs = panda if args.async_envs is None else args.async_envs
     run_name, run_dir, writer = start_run(args)
     device = seed_everything(args)
 
     # env setup: SAME_STEP autoreset hands over the final observation of an episode in the step that ends it, and the
-    # first observation of the next episode in its place, so no step of the rollout is a phantom transition.
-    video_folder = str(run_dir / "videos") if args.capture_video else None
+    # first observation of the next episode in its place, so no step of the rollout is a phantom transition
+    video_folder = run_dir / "videos" if args.capture_video else None
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     envs = vector_env(
         [make_env(args.gym_id, i, video_folder) for i in range(args.num_envs)],
@@ -710,110 +662,95 @@ def main(args: Args):
     agent = Agent(envs.single_observation_space, action_space).to(device)
     if args.use_rms_prop:
         optimizer = torch.optim.RMSprop(
-            agent.parameters(), lr=args.learning_rate, alpha=args.rms_prop_alpha, eps=args.rms_prop_eps, foreach=True
+            agent.parameters(), lr=args.learning_rate, alpha=args.rms_prop_alpha, eps=args.rms_prop_eps
         )
     else:
-        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.rms_prop_eps, fused=True)
-    normalizer = Normalizer(envs.single_observation_space.shape[0], args.num_envs, args)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.rms_prop_eps)
 
-    # rollout storage: observations and actions live on device; what the envs return is gathered on the host and
-    # moved once per rollout
+    # ALGO LOGIC: storage setup
     storage_shape = (args.num_steps, args.num_envs)
     obs = torch.zeros(storage_shape + envs.single_observation_space.shape, device=device)
-    action_dtype = torch.float32 if agent.continuous else torch.long
-    actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=action_dtype)
-    rewards = np.zeros(storage_shape, dtype=np.float32)
-    terminations = np.zeros(storage_shape, dtype=np.float32)
-    truncations = np.zeros(storage_shape, dtype=np.float32)
+    actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=torch.long)
+    if agent.continuous:
+        actions = actions.float()
+    rewards = torch.zeros(storage_shape, device=device)
+    terminations = torch.zeros(storage_shape, device=device)
+    truncations = torch.zeros(storage_shape, device=device)
+    final_values = torch.zeros(storage_shape, device=device)  # V(final obs) where a time limit cut an episode
+    discounted_returns = torch.zeros(args.num_envs, dtype=torch.float64, device=device)  # R_t of normalize_reward
 
-    # episode statistics (raw rewards, before normalisation): the vector env reports none, so they are tracked here
+    # episode statistics (raw rewards): the vector env reports none, so they are tracked here
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
     recent_returns = deque(maxlen=20)
 
     global_step = 0
     start_time = last_print = time.time()
-    eval_time = 0.0  # seconds spent in periodic evaluations
-    next_obs_np, _ = envs.reset(seed=args.seed)
-    envs.action_space.seed(args.seed)
-    next_obs = torch.as_tensor(normalizer.observation(next_obs_np, update=True), device=device)
+    eval_time = 0.0  # seconds of the evaluations during training, which the SPS leave out
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = normalize_obs(agent, args, torch.Tensor(next_obs).to(device), update=True)
 
     for iteration in range(1, args.num_iterations + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
-        # ==============================================================================================================
-        # Rollout: num_steps steps of every env with the current policy
-        # ==============================================================================================================
-        cut_episodes = []  # (step, env, normalised final observation) of the episodes a time limit cut
+        # ALGO LOGIC: rollout, num_steps steps of every env with the current policy
+        final_values.zero_()
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            with torch.inference_mode():
+            with torch.no_grad():
                 actions[step] = action = agent.get_action(next_obs)
 
-            next_obs_np, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
-            done = terminated | truncated
-            # normalisation with statistics updated first, as VecNormalize: obs, then the rewards, then final obs
-            next_obs = torch.as_tensor(normalizer.observation(next_obs_np, update=True), device=device)
-            rewards[step] = normalizer.reward(reward, done)
-            terminations[step], truncations[step] = terminated, truncated
-            cut_episodes += [
-                (step, i, normalizer.observation(infos["final_obs"][i]))
-                for i in np.flatnonzero(truncated & ~terminated)
-            ]
+            next_obs, reward, terminated, truncated, infos = envs.step(env_action(action, action_space))
+            done = torch.as_tensor(terminated | truncated, device=device)
+            # VecNormalize's order: the observation statistics first, then the return statistics, then final obs
+            next_obs = normalize_obs(agent, args, torch.Tensor(next_obs).to(device), update=True)
+            rewards[step] = normalize_reward(
+                agent, args, torch.as_tensor(reward, device=device), discounted_returns, done
+            )
+            terminations[step] = torch.Tensor(terminated).to(device)
+            truncations[step] = torch.Tensor(truncated).to(device)
+            for i in np.flatnonzero(truncated & ~terminated):  # cut by a time limit: bootstrap from V(final obs)
+                with torch.no_grad():
+                    final_obs = normalize_obs(agent, args, torch.Tensor(infos["final_obs"][i]).to(device))
+                    final_values[step, i] = agent.get_value(final_obs)
 
             # logging: every episode that ended, in every env
             episode_returns += reward
             episode_lengths += 1
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(terminated | truncated):
                 writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
                 writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
                 recent_returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
-        # ==============================================================================================================
-        # Log-probabilities, values, advantages and value targets
-        # ==============================================================================================================
-        # the networks did not change during the rollout, so all its steps are scored in one batched pass, with the
-        # gradient this time: the update below uses it
+        # ALGO LOGIC: log-probabilities, entropies and values of the rollout, advantages and value targets
+        # the network did not change during the rollout, so its steps are scored in one batched pass, with the gradient
+        # that the update uses (as SB3's A2C)
         b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
         b_logprobs, b_entropy, b_values = agent.evaluate_actions(b_obs, b_actions)
         with torch.no_grad():
-            last_values = agent.get_value(next_obs)
-            final_values = torch.zeros(storage_shape, device=device)
-            if cut_episodes:  # bootstrap values of the final observations of truncated episodes
-                steps, env_ids, final_obs = zip(*cut_episodes)
-                final_obs = torch.as_tensor(np.stack(final_obs), device=device)
-                final_values[steps, env_ids] = agent.get_value(final_obs)
+            next_value = agent.get_value(next_obs)
+            values = b_values.reshape(storage_shape)
+            # gae_lambda = 1 (A2C's): the n-step A_t = r_t + gamma r_{t+1} + ... + gamma^(n-t) V(s_n) - V(s_t)
             advantages, returns = compute_gae(
-                torch.as_tensor(rewards, device=device),
-                b_values.detach().reshape(storage_shape),
-                last_values,
-                torch.as_tensor(terminations, device=device),
-                torch.as_tensor(truncations, device=device),
-                final_values,
-                args.gamma,
-                args.gae_lambda,
+                rewards, values, next_value, terminations, truncations, final_values, args.gamma, args.gae_lambda
             )
         b_advantages = advantages.reshape(-1)
         b_returns = returns.reshape(-1)
 
-        # ==============================================================================================================
-        # Optimizing the policy and value network: one gradient step on the whole rollout
-        # ==============================================================================================================
+        # ALGO LOGIC: one gradient step on the whole rollout
         loss, stats = a2c_loss(args, b_logprobs, b_entropy, b_values, b_advantages, b_returns)
         optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
         optimizer.step()
 
-        # ==============================================================================================================
-        # Plumbing: logging (every 100 updates, as SB3's log_interval), evaluation and progress
-        # ==============================================================================================================
-        sps = int(global_step / (time.time() - start_time - eval_time))  # training steps/s, evaluations excluded
+        # logging (every 100 updates, as SB3's log_interval), evaluation and progress
+        sps = int(global_step / (time.time() - start_time - eval_time))
         if iteration % 100 == 0 or iteration == args.num_iterations:
             y_pred, y_true = b_values.detach().cpu().numpy(), b_returns.cpu().numpy()
             var_y = np.var(y_true)
@@ -823,25 +760,21 @@ def main(args: Args):
                 writer.add_scalar(f"losses/{name}", value, global_step)
             writer.add_scalar("losses/explained_variance", explained_var, global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
-        if args.eval_every and global_step // args.eval_every > (global_step - args.batch_size) // args.eval_every:
-            eval_start = time.time()
-            # fresh episodes at each evaluation, as SB3's EvalCallback plays them; the final evaluation's are fixed
-            seed = args.seed + 10_000 + global_step
-            returns = evaluate(agent, normalizer, args.gym_id, args.eval_episodes, seed, device)
-            eval_time += time.time() - eval_start
-            label = f"evaluation at step {global_step:,} ({time.time() - start_time:.1f} s, {sps:,} SPS)"
-            mean, std = report(returns, label)
-            writer.add_scalar("eval/mean_reward", mean, global_step)
-            writer.add_scalar("eval/std_reward", std, global_step)
+        if args.eval_every and global_step % args.eval_every < args.batch_size:
+            eval_time += evaluate_during_training(agent, args, global_step, sps, writer, device)
         if time.time() - last_print > 10 or iteration == args.num_iterations:
             last_print = time.time()
-            recent = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"
+            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
 
     envs.close()
-    finish(agent, normalizer, args, run_dir, writer, device)
+    finish(agent, args, run_dir, writer, device)
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        evaluate_saved_model(args)
+    else:
+        main(args)

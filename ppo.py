@@ -260,7 +260,7 @@ def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
 
 
 # NETWORK: actor and critic
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
     return layer

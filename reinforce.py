@@ -6,27 +6,21 @@ followed it (the reward-to-go G_t), standardised over the episode:
 Paper: Williams 1992, "Simple statistical gradient-following algorithms for connectionist reinforcement learning"
 (https://doi.org/10.1007/BF00992696). Defaults are the course notebook's CartPole-v1 ones: policy 4 -> 16 (ReLU) -> 2
 (softmax), Adam with lr 1e-2, gamma 1.0, 1,000 training episodes of at most 1,000 steps, one episode per update;
-evaluation over 10 episodes with sampled actions, as the course's evaluate_agent.
+evaluation over 10 episodes with sampled actions, as the course's evaluate_agent. With so large a learning rate the
+policy often collapses after solving the task: training stops once the last 20 episodes average the env's reward
+threshold, as PyTorch's REINFORCE example does (--no-stop-when-solved plays every episode, as the course does).
 
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a learned state-independent log-std
-(actions are clipped to the bounds only on the way to the environment). Box, Discrete and Dict observations are
-flattened. With --num-envs N, N episodes are played side by side by N envs and one update averages their losses.
-REINFORCE has no critic, so an episode cut by a time limit (the env's, or --max-steps) ends its returns at 0 exactly
-like a terminated one: the rewards it would have earned afterwards are unknown, and the returns of its last steps are
-underestimated (CartPole-v1 cut at 500 steps: the last steps look worse than they are). Course unit 4's second
-environment, Pixelcopter, needs PLE (PyGame Learning Environment), which is not on PyPI; it is not supported here.
+(clipped to the bounds only on the way to the environment). Observations are flattened. With --num-envs N, N
+episodes are played side by side and one update averages their losses. REINFORCE has no critic, so an episode cut by
+a time limit ends its returns at 0 like a terminated one. The course's Pixelcopter needs PLE, which is not on PyPI.
 
 Run:
     python reinforce.py                             # CartPole-v1, up to the course's 1,000 episodes
     python reinforce.py --num-envs 8 --total-episodes 2000          # 8 episodes per update
     python reinforce.py --load-model runs/<run>/model.pt --capture-video   # evaluate a saved model
-    python reinforce.py --help
 
-With lr 1e-2 the policy often collapses after it has solved CartPole, and where the 1,000 episodes end decides the
-evaluation: run to the end as in the course's loop (--no-stop-when-solved), seeds 1-10 pass the course's mark on 6 of
-10 seeds here (seed 1: 187.6 +/- 4.3). By default training stops once the last 20 episodes average the env's reward
-threshold (475 for CartPole-v1), as PyTorch's own REINFORCE example does; seed 1 then stops after 558 episodes and
-evaluates to 500.0 +/- 0.0.
+What it reaches and how fast: README.md and results/README.md.
 """
 
 import datetime
@@ -44,13 +38,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import tyro
-from torch.distributions import Normal
+from torch.distributions import Categorical, Normal
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
-PASS_MARKS = {"CartPole-v1": 350.0}  # course unit 4's certification: mean_reward - std_reward >= this
 
 
 @dataclass
@@ -64,7 +56,7 @@ class Args:
     cuda: bool = True
     """if toggled, CUDA is used when available"""
     torch_threads: int = 1
-    """CPU threads for torch (0: torch's default); one is fastest for these small networks"""
+    """CPU threads for torch (0: torch's default); these small networks gain nothing from more than one"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -102,18 +94,17 @@ class Args:
     norm_returns: bool = True
     """standardise the returns of each episode to mean 0, std 1 (the course does)"""
     stop_when_solved: bool = True
-    """stop training once the last 20 episodes average the env's reward threshold (CartPole-v1: 475), before the large
-    learning rate can undo it; --no-stop-when-solved plays every episode, as the course's loop does"""
+    """stop once the last 20 episodes average the env's reward threshold (CartPole-v1: 475); off: play every episode"""
 
-    # to be filled in runtime
-    gym_id: str = ""
-    """the gymnasium id that runs (equals env_id unless env_id is retired)"""
-    num_iterations: int = 0
-    """the number of updates (computed in runtime)"""
+    # computed from the others, not options
+    gym_id: tyro.conf.Suppress[str] = ""
+    """the gymnasium id that runs (env_id, or the current version of a retired env_id)"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of updates: total_episodes / num_envs"""
 
 
 def fail(message: str):
-    """Bad input: one line on stderr, exit status 2, no traceback."""
+    """Bad input: one line on stderr that names the fix, a non-zero exit, no traceback."""
     sys.exit(f"{SCRIPT.name}: error: {message}")
 
 
@@ -122,7 +113,21 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_args(args: Args):
+def check_hub_args(args: Args):
+    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
+    if args.hf_repo_id is None:
+        return
+    from huggingface_hub import get_token
+
+    if args.hf_repo_id.count("/") != 1:
+        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+    if not get_token():
+        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    args.hub_package = True
+
+
+def check_args(args: Args) -> Args:
+    """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
     positive = ("total_episodes", "max_steps", "learning_rate", "hidden_size", "num_envs")
     for name in positive:
         if getattr(args, name) <= 0:
@@ -131,32 +136,23 @@ def check_args(args: Args):
         fail(f"--gamma must lie in [0, 1], got {args.gamma}")
     if args.eval_episodes < 0:
         fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.load_model is None and args.total_episodes % args.num_envs:
-        fail(
-            f"--total-episodes {args.total_episodes} is not a multiple of --num-envs {args.num_envs}; choose a multiple"
-        )
-    if args.hf_repo_id is not None and args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    if args.hf_repo_id is not None:
-        import huggingface_hub
-
-        if not huggingface_hub.get_token():
-            fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    if args.total_episodes % args.num_envs:
+        fail(f"--total-episodes {args.total_episodes} is not a multiple of --num-envs {args.num_envs}")
     args.num_iterations = args.total_episodes // args.num_envs
-    args.hub_package = args.hub_package or args.hf_repo_id is not None
+    if args.load_model is None:
+        if args.env_id.rpartition(":")[2].startswith("Pixelcopter"):
+            fail(f"{args.env_id} needs PLE (PyGame Learning Environment), which is not on PyPI; run a gymnasium env")
+        args.gym_id = resolve_env_id(args.env_id)
+        check_spaces(args.gym_id)
+    check_hub_args(args)
+    return args
 
 
-# ======================================================================================================================
-# Environment
-# ======================================================================================================================
+# ENV: the environment
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3).
     As in gym.make, `module:EnvName-v0` imports the module that registers the env first."""
     module, _, name = env_id.rpartition(":")
-    if name.startswith("Pixelcopter"):
-        fail(
-            f"{env_id} needs PLE (PyGame Learning Environment), which is not on PyPI; reinforce.py runs gymnasium envs"
-        )
     try:
         if module:
             importlib.import_module(module)
@@ -178,6 +174,8 @@ def resolve_env_id(env_id: str) -> str:
 def supported_observation(space: gym.Space) -> bool:
     if isinstance(space, gym.spaces.Dict):
         return all(map(supported_observation, space.values()))
+    if isinstance(space, gym.spaces.Tuple):
+        return all(map(supported_observation, space))
     return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete))
 
 
@@ -189,15 +187,15 @@ def check_spaces(gym_id: str):
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     if not supported_observation(observation_space):
-        fail(f"{gym_id} has observation space {observation_space}; reinforce.py handles Box, Discrete and Dict")
+        fail(f"{gym_id} has observation space {observation_space}; {SCRIPT.name} handles Box, Discrete, Dict and Tuple")
     if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        fail(f"{gym_id} has action space {action_space}; reinforce.py handles Discrete and Box actions")
+        fail(f"{gym_id} has action space {action_space}; {SCRIPT.name} handles Discrete and Box actions")
 
 
 class SeededResets(gym.Wrapper):
-    """panda-gym 3.0.7 re-seeds its goal sampler from the operating system at every reset that gets no seed (the
-    autoresets of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a
-    seed drawn from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
+    """panda-gym re-seeds its goal sampler from the operating system at every reset that gets no seed (the autoresets
+    of a vector env), so a run could not be repeated. After a seeded reset, this gives each later reset a seed drawn
+    from a generator of its own, seeded by that reset: the same goal distribution, repeatable."""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -207,9 +205,12 @@ class SeededResets(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluation: bool = False):
+MAX_EVAL_STEPS = 100_000  # where an evaluation episode of an env without a time limit is cut
+
+
+def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evaluation: bool = False):
     """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
-    usual schedule, or only the first episode of an evaluation."""
+    usual schedule, or only the first episode of an evaluation, whose episodes always end."""
 
     def thunk():
         if video_folder is None or idx > 0:
@@ -218,7 +219,9 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
             trigger = (lambda episode: episode == 0) if evaluation else None
             prefix = "eval" if evaluation else "train"
             env = gym.make(gym_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, video_folder, episode_trigger=trigger, name_prefix=prefix)
+            env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=trigger, name_prefix=prefix)
+        if evaluation and env.spec.max_episode_steps is None:
+            env = gym.wrappers.TimeLimit(env, MAX_EVAL_STEPS)
         if gym_id.rpartition(":")[2].startswith("Panda"):
             env = SeededResets(env)
         if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
@@ -228,75 +231,86 @@ def make_env(gym_id: str, idx: int = 0, video_folder: str | None = None, evaluat
     return thunk
 
 
-# ======================================================================================================================
-# Network
-# ======================================================================================================================
-class MLP(nn.Module):
-    """Linear layers with ReLU between them and PyTorch's default initialisation, as the course's Policy. The forward
-    pass is written out in one module call: on a small CPU, the Python overhead of nested module calls costs more than
-    the products."""
-
-    def __init__(self, sizes: list[int]):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers
-        for layer in hidden:
-            x = torch.relu(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
+def env_action(action: torch.Tensor, action_space: gym.Space) -> np.ndarray:
+    """What the environments receive: Gaussian actions are clipped to the bounds, stored actions never are."""
+    action = action.cpu().numpy()
+    if isinstance(action_space, gym.spaces.Box):
+        return np.clip(action, action_space.low, action_space.high)
+    return action
 
 
+# NETWORK: the policy
 class Agent(nn.Module):
-    """The course's Policy, fc1 -> ReLU -> fc2 -> softmax, with the softmax left to the distribution (logits in,
-    the same probabilities out); for Box actions the output is the Gaussian's mean."""
+    """The course's Policy, fc1 -> ReLU -> fc2 -> softmax, with PyTorch's default initialisation and the softmax left to
+    the distribution (logits in, the same probabilities out); for Box actions the output is the Gaussian's mean."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space, hidden_size: int):
         super().__init__()
         obs_dim = int(np.prod(observation_space.shape))
         self.continuous = isinstance(action_space, gym.spaces.Box)
         act_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
-        self.actor = MLP([obs_dim, hidden_size, act_dim])
+        self.actor = nn.Sequential(nn.Linear(obs_dim, hidden_size), nn.ReLU(), nn.Linear(hidden_size, act_dim))
         if self.continuous:
             self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
 
-    def get_action(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Sample a ~ pi(.|s) given noise drawn beforehand by sampling_noise(): two operations after the network."""
-        if self.continuous:
-            return self.actor(x) + self.actor_logstd.exp() * noise
-        # Gumbel-max trick: argmax(logits + G), with G = -log(E), E ~ Exp(1), is a sample of softmax(logits)
-        return (self.actor(x) + noise).argmax(dim=-1)
-
-    def sampling_noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """The randomness of `shape` action samples (e.g. [max_steps, num_envs]), drawn in one call."""
-        size = shape + (self.actor_logstd.shape[-1] if self.continuous else self.actor.layers[-1].out_features,)
-        if self.continuous:
-            return torch.randn(size, device=device)
-        return -torch.empty(size, device=device).exponential_().log()
-
-    def log_prob(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) of actions taken in states x."""
+    def distribution(self, x: torch.Tensor) -> Categorical | Normal:
+        """pi(.|s)."""
         if self.continuous:
             mean = self.actor(x)
-            dist = Normal(mean, self.actor_logstd.expand_as(mean).exp(), validate_args=False)
-            return dist.log_prob(action).sum(-1)  # independent dimensions: the joint log-density is their sum
-        log_probs = torch.log_softmax(self.actor(x), dim=-1)
-        return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            return Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        return Categorical(logits=self.actor(x))
+
+    def get_action(self, x: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s)."""
+        if self.continuous:
+            return self.distribution(x).sample()
+        logits = self.actor(x)
+        # Gumbel-max, argmax(logits - log E) with E ~ Exp(1): the very draws of Categorical(logits).sample(), in about
+        # half the time of the default run (benchmarks/ablation_a2c_reinforce.py)
+        return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)
+
+    def log_prob(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s); a Gaussian's independent dimensions make the joint log-density the sum over them."""
+        logprob = self.distribution(x).log_prob(action)
+        return logprob.sum(-1) if self.continuous else logprob
 
 
-# ======================================================================================================================
-# The algorithm's pure pieces
-# ======================================================================================================================
+# ALGO LOGIC: whole episodes, their returns and the policy gradient
+def play_episodes(agent: Agent, envs: list[gym.Env], max_steps: int, device: torch.device):
+    """One whole episode in each env with the current policy (at most max_steps steps); an env whose episode ended is
+    not stepped again. Returns observations and actions [step, env, ...] (tensors), rewards [step, env] (0 after an
+    episode's end) and the episodes' lengths, cut to the longest episode."""
+    num_envs, action_space = len(envs), envs[0].action_space
+    obs = torch.zeros((max_steps, num_envs) + envs[0].observation_space.shape, device=device)
+    actions = torch.zeros((max_steps, num_envs) + action_space.shape, device=device, dtype=torch.long)
+    if agent.continuous:
+        actions = actions.float()
+    rewards = np.zeros((max_steps, num_envs))
+    lengths = np.full(num_envs, max_steps)
+    next_obs = [env.reset()[0] for env in envs]
+    playing = list(range(num_envs))
+    for step in range(max_steps):
+        obs[step] = torch.Tensor(np.array(next_obs)).to(device)
+        with torch.no_grad():
+            actions[step] = agent.get_action(obs[step])
+        env_actions = env_action(actions[step], action_space)
+        for i in list(playing):
+            next_obs[i], rewards[step, i], terminated, truncated, _ = envs[i].step(env_actions[i])
+            if terminated or truncated:
+                lengths[i] = step + 1
+                playing.remove(i)
+        if not playing:
+            break
+    steps = lengths.max()
+    return obs[:steps], actions[:steps], rewards[:steps], lengths
+
+
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """Reward-to-go of every step of episodes stored as rewards[step, episode] (zeros after an episode's end).
-
-    The course's G_t = sum_{k=t}^{T-1} gamma^(k-t) r_k, computed backwards in O(T) by the recursion
-    G_t = r_t + gamma * G_{t+1}, one pass over the steps for all episodes at once. The return ends at 0 after the last
-    step, G_T = 0, whether the episode terminated or was cut by a time limit (REINFORCE has no critic to bootstrap a
-    cut episode with). The zero rewards after an episode's end keep its G at 0 there.
-    """
-    returns = np.zeros(rewards.shape, dtype=np.float64)
-    future = np.zeros(rewards.shape[1:], dtype=np.float64)  # G_{t+1}, 0 beyond the last step
+    """The course's reward-to-go G_t = sum_{k=t}^{T-1} gamma^(k-t) r_k of every step of episodes stored as
+    rewards[step, episode], computed backwards for all episodes at once. G_T = 0 whether the episode terminated or was
+    cut by a time limit (no critic to bootstrap with); the zero rewards after an episode's end keep its G at 0 there."""
+    returns = np.zeros(rewards.shape)
+    future = np.zeros(rewards.shape[1:])  # G_{t+1}, 0 beyond the last step
     for t in reversed(range(rewards.shape[0])):
         future = returns[t] = rewards[t] + gamma * future  # G_t = r_t + gamma * G_{t+1}
     return returns
@@ -317,63 +331,30 @@ def reinforce_loss(logprobs: torch.Tensor, returns: torch.Tensor) -> torch.Tenso
     return -(logprobs * returns).sum(0).mean()
 
 
-def play_episodes(agent: Agent, envs: list[gym.Env], max_steps: int, device: torch.device, on_reset=None):
-    """One whole episode in each env with the current policy (at most max_steps steps); an env whose episode ended is
-    not stepped again. Returns observations [step, env, ...] (float32 numpy), actions, rewards (0 after the end),
-    episode lengths and whether each episode terminated."""
-    num_envs = len(envs)
-    obs_dim = envs[0].observation_space.shape[0]
-    obs = np.zeros((max_steps, num_envs, obs_dim), dtype=np.float32)
-    actions = np.zeros((max_steps, num_envs) + envs[0].action_space.shape, dtype=envs[0].action_space.dtype)
-    rewards = np.zeros((max_steps, num_envs), dtype=np.float64)
-    lengths = np.zeros(num_envs, dtype=np.int64)
-    terminated = np.zeros(num_envs, dtype=bool)
-    for i, env in enumerate(envs):
-        obs[0, i] = env.reset()[0] if on_reset is None else on_reset(env, i)
-    alive = list(range(num_envs))
-    noise = agent.sampling_noise((max_steps, num_envs), device)
-    low, high = (envs[0].action_space.low, envs[0].action_space.high) if agent.continuous else (None, None)
-    with torch.inference_mode():
-        for t in range(max_steps):
-            action = agent.get_action(torch.from_numpy(obs[t]).to(device), noise[t]).cpu().numpy()
-            actions[t] = action
-            # what the environments receive: Gaussian actions clipped to the bounds, categorical ones as Python ints
-            env_actions = np.clip(action, low, high) if agent.continuous else action.tolist()
-            for i in list(alive):
-                next_obs, reward, term, trunc, _ = envs[i].step(env_actions[i])
-                rewards[t, i] = reward
-                if term or trunc or t == max_steps - 1:
-                    lengths[i], terminated[i] = t + 1, term
-                    alive.remove(i)
-                else:
-                    obs[t + 1, i] = next_obs
-            if not alive:
-                break
-    return obs, actions, rewards, lengths, terminated
-
-
-# ======================================================================================================================
-# Evaluation, saving and the Hub
-# ======================================================================================================================
-def evaluate(
-    agent: Agent, gym_id: str, episodes: int, max_steps: int, seed: int, device: torch.device, video_folder: str | None
-):
-    """Course unit 4's evaluate_agent: whole episodes (at most max_steps steps) with sampled actions; the first one is
-    recorded if video_folder. The samples are drawn after seeding torch with `seed`, so that a saved model evaluates
-    to the same numbers as right after its training."""
+# EVALUATION, SAVING AND THE HUB
+def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
+    """Course unit 4's evaluate_agent: episodes of at most max_steps steps with sampled actions; the first one is
+    recorded if video_folder. Seeded, so that a model evaluates to the same numbers after training and after loading."""
     torch.manual_seed(seed)
-    env = make_env(gym_id, 0, video_folder, evaluation=True)()
+    env = make_env(args.gym_id, 0, video_folder, evaluation=True)()
     returns = []
     for episode in range(episodes):
-        reset = lambda env, i: env.reset(seed=seed + episode)[0]  # noqa: E731
-        _, _, rewards, _, _ = play_episodes(agent, [env], max_steps, device, on_reset=reset)
-        returns.append(float(rewards.sum()))
+        obs, _ = env.reset(seed=seed + episode)
+        total = 0.0
+        for _ in range(args.max_steps):
+            with torch.inference_mode():
+                action = agent.get_action(torch.Tensor(obs).to(device).unsqueeze(0))
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space)[0])
+            total += float(reward)
+            if terminated or truncated:
+                break
+        returns.append(total)
     env.close()
     return returns
 
 
-def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
-    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+def read_saved_args(path: str) -> Args:
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
     if not model_path.is_file():
@@ -381,19 +362,23 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        saved = Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+
+
+def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
+    """A saved model and the arguments it was trained with; one clear line for anything missing or corrupt."""
+    saved = read_saved_args(path)
     saved.gym_id = resolve_env_id(saved.env_id)
     check_spaces(saved.gym_id)
     env = make_env(saved.gym_id)()
     agent = Agent(env.observation_space, env.action_space, saved.hidden_size).to(device)
     env.close()
     try:
-        state_dict = torch.load(model_path, map_location=device, weights_only=True)  # never unpickles code
-        agent.load_state_dict(state_dict)
+        agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
-        fail(f"cannot load {path} as a reinforce.py model for {saved.gym_id} ({describe(error)})")
+        fail(f"cannot load {path} as a {SCRIPT.name} model for {saved.env_id} ({describe(error)})")
     return agent, saved
 
 
@@ -426,8 +411,8 @@ model-index:
 
 # Reinforce agent playing {env_id}
 
-A REINFORCE agent trained with `reinforce.py`, a single-file PyTorch REINFORCE (Hugging Face Deep RL Course, unit 4),
-on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
+A REINFORCE agent trained with `{SCRIPT.name}`, a single-file PyTorch REINFORCE (Hugging Face Deep RL Course,
+unit 4), on `{args.gym_id}`{f" (the current version of the course's `{env_id}`)" if args.gym_id != env_id else ""}.
 It scores **{mean:.2f} +/- {std:.2f}** over {args.eval_episodes} evaluation episodes with sampled actions.
 
 ## Use it
@@ -435,7 +420,7 @@ The weights are a plain `state_dict` (`model.pt`, loaded with `torch.load(..., w
 unpickled) and `args.json` holds the arguments it was trained with. Download this repository, then:
 
 ```
-python reinforce.py --load-model model.pt --capture-video
+python {SCRIPT.name} --load-model model.pt --capture-video
 ```
 
 ## Hyperparameters
@@ -451,7 +436,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
-    shutil.copy(model_path, folder / "model.pt")
+    shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
     if videos:
@@ -465,17 +450,54 @@ def push_to_hub(folder: Path, repo_id: str):
     try:
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload Reinforce agent")
+        message = f"Upload an agent trained by {SCRIPT.name}"
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     except Exception as error:
         fail(f"upload to {repo_id} failed ({describe(error)}); the folder is kept at {folder}")
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-# ======================================================================================================================
-# Plumbing: run name, logging, seeding
-# ======================================================================================================================
-def start_run(args: Args):
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+def report(returns: list[float]) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    print(f"evaluation over {len(returns)} episodes: {line}")
+    return mean, std
+
+
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
+    """Save, evaluate, package and upload, as the arguments ask."""
+    model_path = run_dir / "model.pt"
+    if args.save_model or args.hub_package:
+        torch.save(agent.state_dict(), model_path)
+        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        print(f"model saved to {model_path}")
+    if args.eval_episodes == 0:
+        return
+    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
+    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
+    for idx, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    mean, std = report(returns)
+    results = dict(
+        env_id=args.env_id,
+        mean_reward=mean,
+        std_reward=std,
+        n_evaluation_episodes=len(returns),
+        eval_datetime=datetime.datetime.now().isoformat(),
+    )
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if args.hub_package:
+        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
+        print(f"Hub folder written to {folder}")
+        if args.hf_repo_id:
+            push_to_hub(folder, args.hf_repo_id)
+
+
+# PLUMBING: run name, logging, seeding, a saved model
+def start_run(args: Args) -> tuple[str, Path, SummaryWriter]:
+    """The run's name and folder, its TensorBoard writer with the hyperparameters, and wandb with --track."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
 
@@ -494,6 +516,7 @@ def start_run(args: Args):
 
 
 def seed_everything(args: Args) -> torch.device:
+    """Seed every generator the run draws from; the device to train on."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -503,137 +526,86 @@ def seed_everything(args: Args) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
 
-def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
-    """Save, evaluate, package and upload, as the arguments ask."""
-    model_path = run_dir / "model.pt"
-    if args.save_model or args.hub_package:
-        torch.save(agent.state_dict(), model_path)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
-        print(f"model saved to {model_path}")
-    if args.eval_episodes == 0:
-        return
-    video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    returns = evaluate(
-        agent,
-        args.gym_id,
-        args.eval_episodes,
-        args.max_steps,
-        args.seed + 10_000,
-        device,
-        video_folder and str(video_folder),
-    )
-    for idx, episodic_return in enumerate(returns):
-        writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = float(np.mean(returns)), float(np.std(returns))
-    mark = f" (course pass mark {PASS_MARKS[args.env_id]:g})" if args.env_id in PASS_MARKS else ""
-    result = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}{mark}"
-    print(f"evaluation over {len(returns)} episodes: {result}")
-    results = dict(
-        env_id=args.env_id,
-        mean_reward=mean,
-        std_reward=std,
-        n_evaluation_episodes=len(returns),
-        eval_datetime=datetime.datetime.now().isoformat(),
-    )
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
-    if args.hub_package:
-        folder = package_for_hub(run_dir / "hub", args, results, model_path, video_folder)
-        print(f"Hub folder written to {folder}")
-        if args.hf_repo_id:
-            push_to_hub(folder, args.hf_repo_id)
+def evaluate_saved_model(args: Args):
+    """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
+    device = seed_everything(args)
+    agent, saved = load_agent(args.load_model, device)
+    # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
+    experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
+    for field in experiment_fields:
+        setattr(saved, field, getattr(args, field))
+    _, run_dir, writer = start_run(saved)
+    finish(agent, saved, run_dir, writer, device)
+    writer.close()
 
 
-# ======================================================================================================================
-# Training
-# ======================================================================================================================
 def main(args: Args):
-    check_args(args)
-    if args.load_model is not None:  # evaluate a saved model, no training
-        device = seed_everything(args)
-        agent, saved = load_agent(args.load_model, device)
-        this_command = ("seed", "cuda", "torch_threads", "track", "wandb_project_name", "wandb_entity",
-                        "capture_video", "eval_episodes", "hub_package", "hf_repo_id", "load_model")  # fmt: skip
-        for field in this_command:  # this command's settings, not the saved run's
-            setattr(saved, field, getattr(args, field))
-        saved.save_model = False
-        _, run_dir, writer = start_run(saved)
-        finish(agent, saved, run_dir, writer, device)
-        writer.close()
-        return
-
-    args.gym_id = resolve_env_id(args.env_id)
-    check_spaces(args.gym_id)
     run_name, run_dir, writer = start_run(args)
     device = seed_everything(args)
 
     # env setup: num_envs plain environments, each playing one whole episode per update
-    video_folder = str(run_dir / "videos") if args.capture_video else None
+    video_folder = run_dir / "videos" if args.capture_video else None
     envs = [make_env(args.gym_id, i, video_folder)() for i in range(args.num_envs)]
     for i, env in enumerate(envs):
         env.reset(seed=args.seed + i)  # later resets continue each env's seeded generator
-        env.action_space.seed(args.seed + i)
 
     agent = Agent(envs[0].observation_space, envs[0].action_space, args.hidden_size).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, fused=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate)
 
-    global_step = 0
     recent_returns = deque(maxlen=20)
     solved_at = gym.spec(args.gym_id).reward_threshold if args.stop_when_solved else None
+
+    global_step = 0
     start_time = last_print = time.time()
 
     for iteration in range(1, args.num_iterations + 1):
-        # ==============================================================================================================
-        # Monte Carlo rollout: one whole episode per env with the current policy
-        # ==============================================================================================================
-        obs, actions, rewards, lengths, _ = play_episodes(agent, envs, args.max_steps, device)
-        steps = int(lengths.max())
+        # ALGO LOGIC: Monte Carlo rollout, one whole episode per env with the current policy
+        obs, actions, rewards, lengths = play_episodes(agent, envs, args.max_steps, device)
 
-        # ==============================================================================================================
-        # Returns G_t, standardised per episode, and the policy gradient step
-        # ==============================================================================================================
-        returns = discounted_returns(rewards[:steps], args.gamma)
+        # ALGO LOGIC: the returns G_t, standardised over each episode
+        returns = discounted_returns(rewards, args.gamma)
         if args.norm_returns:
             returns = standardize(returns, lengths)
-        # the policy did not change during the episodes, so all their steps are scored in one batched pass
-        logprobs = agent.log_prob(
-            torch.as_tensor(obs[:steps], device=device), torch.as_tensor(actions[:steps], device=device)
-        )
-        loss = reinforce_loss(logprobs, torch.as_tensor(returns, dtype=torch.float32, device=device))
+
+        # ALGO LOGIC: the policy gradient step; the policy did not change during the episodes, so their steps are
+        # scored in one batched pass
+        logprobs = agent.log_prob(obs, actions)
+        loss = reinforce_loss(logprobs, torch.Tensor(returns).to(device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-        # ==============================================================================================================
-        # Plumbing: logging and progress
-        # ==============================================================================================================
-        episode_returns = rewards.sum(0)
-        for length, episodic_return in zip(lengths, episode_returns):
+        # logging: every episode, in every env
+        for episodic_return, length in zip(rewards.sum(0), lengths):
             global_step += int(length)
             writer.add_scalar("charts/episodic_return", episodic_return, global_step)
             writer.add_scalar("charts/episodic_length", length, global_step)
             recent_returns.append(episodic_return)
+
+        # logging and progress
         writer.add_scalar("losses/policy_loss", loss.item(), global_step)
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
         solved = solved_at is not None and len(recent_returns) == 20 and np.mean(recent_returns) >= solved_at
+        episodes = iteration * args.num_envs
         if time.time() - last_print > 10 or iteration == args.num_iterations or solved:
             last_print = time.time()
-            episodes = iteration * args.num_envs
-            print(
-                f"episode {episodes:>6,}/{args.total_episodes:,} | step {global_step:,} | {sps:,} SPS | "
-                f"mean return (last 20) {np.mean(recent_returns):.1f}"
-            )
+            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            print(f"episode {episodes:>6,}/{args.total_episodes:,} | {sps:,} SPS | mean return (last 20) {recent}")
         if solved:
             print(f"solved: mean return (last 20) {np.mean(recent_returns):.1f} >= {solved_at:g}; training stops")
             break
 
     for env in envs:
         env.close()
-    episodes = iteration * args.num_envs
     print(f"trained {episodes:,} episodes ({global_step:,} steps) in {time.time() - start_time:.1f} s")
     finish(agent, args, run_dir, writer, device)
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        evaluate_saved_model(args)
+    else:
+        main(args)
