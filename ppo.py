@@ -655,8 +655,8 @@ def main(args: Args):
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
-        # the network did not change during the rollout, so its steps are scored in one batched pass, far faster than
-        # one by one in the rollout for these small networks (benchmarks/ablation.py)
+        # the network did not change during the rollout, so its steps are scored in one batched pass, faster than
+        # one by one in the rollout (benchmarks/ablation.py)
         b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
         with torch.no_grad():

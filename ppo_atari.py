@@ -347,6 +347,10 @@ class Agent(nn.Module):
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(x)).squeeze(-1)
 
+    def get_action(self, x: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s): all that a rollout step needs (log-probabilities and values are computed after the rollout)."""
+        return Categorical(logits=self.actor(self.hidden(x))).sample()
+
     def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
         """a ~ pi(.|s) (or the given action), log pi(a|s), the entropy of pi(.|s), and V(s)."""
         hidden = self.hidden(x)
@@ -430,7 +434,7 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     returns, finished = np.zeros(episodes), np.zeros(episodes, dtype=bool)
     while not finished.all():
         with torch.inference_mode():
-            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs, device=device))
+            action = agent.get_action(torch.as_tensor(obs, device=device))
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         returns += np.where(finished, 0.0, infos["raw_reward"])  # each env's first game only
         finished |= infos["game_over"]
@@ -758,8 +762,6 @@ def main(args: Args):
     storage_shape = (args.num_steps, args.num_envs)
     obs = torch.zeros(storage_shape + envs.single_observation_space.shape, device=device, dtype=torch.uint8)
     actions = torch.zeros(storage_shape + action_space.shape, device=device, dtype=torch.long)
-    logprobs = torch.zeros(storage_shape, device=device)
-    values = torch.zeros(storage_shape, device=device)
     rewards = np.zeros(storage_shape, dtype=np.float32)
     terminations = np.zeros(storage_shape, dtype=np.float32)
     truncations = np.zeros(storage_shape, dtype=np.float32)
@@ -786,11 +788,8 @@ def main(args: Args):
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            # the CNN dominates the compute, so log pi(a|s) and V(s) are kept from this forward pass rather than
-            # computed again after the rollout (benchmarks/ablation.py)
             with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-            actions[step], logprobs[step], values[step] = action, logprob, value
+                actions[step] = action = agent.get_action(next_obs)
 
             next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
             rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
@@ -810,15 +809,17 @@ def main(args: Args):
                 recent_returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
-        # ALGO LOGIC: advantages (GAE) and value targets
+        # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
+        # the network did not change during the rollout, so its steps are scored in one batched pass, faster than
+        # one by one in the rollout (benchmarks/ablation.py)
         b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
         b_actions = actions.reshape((-1,) + action_space.shape)
-        b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)
         with torch.no_grad():
+            _, b_logprobs, _, b_values = agent.get_action_and_value(b_obs, b_actions)
             next_value = agent.get_value(next_obs)
             advantages, returns = compute_gae(
                 torch.as_tensor(rewards, device=device),
-                values,
+                b_values.reshape(storage_shape),
                 next_value,
                 torch.as_tensor(terminations, device=device),
                 torch.as_tensor(truncations, device=device),

@@ -12,8 +12,7 @@ replacement text is below, applied to a copy in a temporary folder), so the rows
   batched pass after it (off: CleanRL's design, log pi(a|s) and V(s) kept from each rollout step's forward pass).
 - ppo_atari.py (Breakout, the default hyperparameters): whole-process steps/s over `--atari-steps` steps, which is
   what the default 10M-step run's hours follow. Tricks: channels-last weights and inputs (off: the default NCHW
-  layout), and keeping log pi(a|s) and V(s) from the rollout's forward passes (off: ppo.py's batched pass after the
-  rollout, here a second CNN pass over every frame).
+  layout), and scoring the rollout in one batched pass after it, as ppo.py does (off: CleanRL's design).
 - dqn_atari.py (SpaceInvaders, the default hyperparameters with learning from step 5,000): whole-process steps/s over
   `--dqn-steps` steps. Trick: channels-last (off: NCHW).
 """
@@ -37,7 +36,7 @@ PPO_GUMBEL = (
         return (logits - torch.empty_like(logits).exponential_().log()).argmax(dim=-1)""",
     """        return Categorical(logits=self.actor(x)).sample()""",
 )
-PPO_BATCHED_SCORES = [
+SCORES_IN_ROLLOUT = [
     (
         """            with torch.no_grad():
                 actions[step] = action = agent.get_action(next_obs)""",
@@ -60,33 +59,18 @@ CHANNELS_LAST = [
     ("        self.to(memory_format=torch.channels_last)\n", ""),
     ("x.contiguous(memory_format=torch.channels_last).float()", "x.float()"),
 ]
-ATARI_SCORES_IN_ROLLOUT = [
-    (
-        """            with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-            actions[step], logprobs[step], values[step] = action, logprob, value""",
-        """            with torch.no_grad():
-                actions[step] = action = agent.get_action_and_value(next_obs)[0]""",
-    ),
-    (
-        """        b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)""",
-        """        with torch.no_grad():
-            _, b_logprobs, _, b_values = agent.get_action_and_value(b_obs, b_actions)
-        values = b_values.reshape(storage_shape)""",
-    ),
-]
 VARIANTS = {
     "ppo": (
         "ppo.py",
         [
             ("as committed", []),
             ("Categorical sampling", [PPO_GUMBEL]),
-            ("scores kept in the rollout", PPO_BATCHED_SCORES),
+            ("scores kept in the rollout", SCORES_IN_ROLLOUT),
         ],
     ),
     "ppo_atari": (
         "ppo_atari.py",
-        [("as committed", []), ("NCHW layout", CHANNELS_LAST), ("scored after the rollout", ATARI_SCORES_IN_ROLLOUT)],
+        [("as committed", []), ("NCHW layout", CHANNELS_LAST), ("scores kept in the rollout", SCORES_IN_ROLLOUT)],
     ),
     "dqn_atari": ("dqn_atari.py", [("as committed", []), ("NCHW layout", CHANNELS_LAST)]),
 }

@@ -33,8 +33,8 @@ SB3_VENV = ROOT / "benchmarks" / ".venv-sb3"
 SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "gymnasium==1.4.0", "panda-gym==3.0.7"]
 ENV_ID = "PandaReachDense-v3"
 PASS_MARK = -3.5
-EVAL_LINE = re.compile(
-    r"^evaluation at step ([\d,]+) \(([\d.]+) s, ([\d,]+) SPS\) over \d+ episodes: "
+EVAL_LINE = re.compile(  # both sides' periodic evaluation line (sb3_a2c.py's also gives the seconds so far)
+    r"^evaluation at step ([\d,]+) \((?:[\d.]+ s, )?([\d,]+) SPS\) over \d+ episodes: "
     r"mean_reward=(-?[\d.]+) std_reward=([\d.]+) result=(-?[\d.]+)$"
 )
 
@@ -62,7 +62,7 @@ def run_until_pass(command: list, cwd: str, max_wall_s: float) -> dict:
             tail = (tail + [line])[-20:]
             match = EVAL_LINE.match(line.strip())
             if match:
-                steps, sps, score = int(match[1].replace(",", "")), int(match[3].replace(",", "")), float(match[6])
+                steps, sps, score = int(match[1].replace(",", "")), int(match[2].replace(",", "")), float(match[5])
                 result["evaluations"].append((steps, round(time.perf_counter() - start, 1), score))
                 if score >= PASS_MARK:
                     result.update(wall_s=time.perf_counter() - start, steps=steps, sps=sps)

@@ -242,7 +242,7 @@ def breakdown_child(launched: float):
         next_obs = torch.as_tensor(envs.reset(seed=1)[0])
         lap("reset")
         obs = torch.zeros((128, 8, 4, 84, 84), dtype=torch.uint8)
-        actions, logprobs, values = torch.zeros((128, 8), dtype=torch.long), torch.zeros(128, 8), torch.zeros(128, 8)
+        actions = torch.zeros((128, 8), dtype=torch.long)
         rewards, terminations = np.zeros((128, 8), dtype=np.float32), np.zeros((128, 8), dtype=np.float32)
         iterations = []
         for _ in range(4):
@@ -250,21 +250,20 @@ def breakdown_child(launched: float):
             for step in range(128):
                 obs[step] = next_obs
                 with torch.inference_mode():
-                    action, logprobs[step], _, values[step] = agent.get_action_and_value(next_obs)
-                    actions[step] = action
+                    actions[step] = action = agent.get_action(next_obs)
                 lap("forwards")
                 next_obs_np, rewards[step], terminations[step], _, _ = envs.step(action.numpy())
                 next_obs = torch.as_tensor(next_obs_np)
                 lap("game_steps")
+            b_obs, b_actions = obs.reshape(1024, 4, 84, 84), actions.reshape(-1)
             with torch.no_grad():
+                _, b_logprobs, _, b_values = agent.get_action_and_value(b_obs, b_actions)
                 zeros = torch.zeros(128, 8)
                 advantages, returns = ppo_atari.compute_gae(
-                    torch.as_tensor(rewards), values, agent.get_value(next_obs), torch.as_tensor(terminations), zeros,
-                    zeros, args.gamma, args.gae_lambda,
+                    torch.as_tensor(rewards), b_values.reshape(128, 8), agent.get_value(next_obs),
+                    torch.as_tensor(terminations), zeros, zeros, args.gamma, args.gae_lambda,
                 )  # fmt: skip
             lap("advantages")
-            b_obs, b_actions = obs.reshape(1024, 4, 84, 84), actions.reshape(-1)
-            b_logprobs, b_values = logprobs.reshape(-1), values.reshape(-1)
             b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
             for _ in range(args.update_epochs):
                 for mb in torch.randperm(1024).split(256):

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,32 @@ def assert_refused(script, *args, needles, cwd, env=None):
 
 
 def assert_upload_needs_a_token(script, repo_id, cwd):
-    """A Hub upload without a Hugging Face token is refused before any training."""
+    """A Hub upload without a Hugging Face token is refused before any training, naming the command that logs in."""
     no_token = {"HF_HOME": str(Path(cwd) / "hf"), "HF_TOKEN": ""}
-    assert_refused(script, "--hf-repo-id", repo_id, needles=("token",), cwd=cwd, env=no_token)
+    assert_refused(script, "--hf-repo-id", repo_id, needles=("token", "`hf auth login`"), cwd=cwd, env=no_token)
+
+
+def assert_not_options(script, options, cwd):
+    """Fields a script computes are no options: not in --help, and refused on the command line."""
+    help_text = run_script(script, "--help", cwd=cwd).stdout
+    assert "--env-id" in help_text
+    for option in options:
+        assert option not in help_text
+        proc = run_script(script, option, "1", cwd=cwd)
+        assert proc.returncode != 0 and f"Unrecognized options: {option}" in proc.stderr, proc.stderr
+    assert not (Path(cwd) / "runs").exists()
+
+
+def assert_discrete_observations_evaluate(script, *budget, cwd):
+    """FrozenLake and Taxi (Discrete observations, toy-text envs that take plain integer actions) train, evaluate
+    and package."""
+    for env_id in ("FrozenLake-v1", "Taxi-v3"):
+        proc = run_script(script, "--env-id", env_id, *budget, "--eval-episodes", 2, "--hub-package", cwd=cwd)
+        assert_ok(proc)
+        run_dir = only_run_dir(cwd)
+        assert read_results(run_dir / "results.json")["n_evaluation_episodes"] == 2
+        assert (run_dir / "hub" / "model.pt").is_file()
+        shutil.rmtree(run_dir)
 
 
 def eval_line(stdout):

@@ -17,6 +17,7 @@ from conftest import (
     assert_bad_models_refused,
     assert_clean_error,
     assert_hub_folder,
+    assert_not_options,
     assert_ok,
     assert_refused,
     assert_upload_needs_a_token,
@@ -342,12 +343,7 @@ def test_an_upload_without_a_token_is_refused_before_training(tmp_path):
 
 
 def test_computed_fields_are_not_options(tmp_path):
-    help_text = run_script("dqn_atari.py", "--help", cwd=tmp_path).stdout
-    assert "--buffer-size" in help_text
-    for option, value in (("--game", "pong"), ("--repeat-action-probability", 0.25), ("--num-iterations", 8)):
-        assert option not in help_text
-        proc = run_script("dqn_atari.py", option, value, cwd=tmp_path)
-        assert proc.returncode != 0 and "Unrecognized options" in proc.stderr, proc.stderr
+    assert_not_options("dqn_atari.py", ["--game", "--repeat-action-probability", "--num-iterations"], tmp_path)
 
 
 def test_the_upload_names_the_script_that_trained_the_agent(tmp_path, monkeypatch):

@@ -10,7 +10,9 @@ from conftest import (
     PPO_TAGS,
     ROOT,
     assert_clean_error,
+    assert_discrete_observations_evaluate,
     assert_hub_folder,
+    assert_not_options,
     assert_ok,
     assert_refused,
     assert_upload_needs_a_token,
@@ -208,20 +210,12 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     assert_refused("ppo.py", *args, needles=needles, cwd=tmp_path, env=FAKE_ENVS)
 
 
-@pytest.mark.parametrize("option", ["--gym-id", "--batch-size", "--minibatch-size", "--num-iterations"])
-def test_computed_fields_are_not_options(tmp_path, option):
-    proc = run_script("ppo.py", option, "Acrobot-v1" if option == "--gym-id" else 8, cwd=tmp_path)
-    assert proc.returncode != 0 and "Unrecognized options" in proc.stderr
-    assert option not in run_script("ppo.py", "--help", cwd=tmp_path).stdout
+def test_computed_fields_are_not_options(tmp_path):
+    assert_not_options("ppo.py", ["--gym-id", "--batch-size", "--minibatch-size", "--num-iterations"], tmp_path)
 
 
-@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Taxi-v3"])
-def test_discrete_observation_envs_train_and_evaluate(tmp_path, env_id):
-    proc = run_script("ppo.py", "--env-id", env_id, *TINY, "--hub-package", cwd=tmp_path)
-    assert_ok(proc)
-    run_dir = only_run_dir(tmp_path)
-    assert read_results(run_dir / "results.json")["n_evaluation_episodes"] == 2
-    assert (run_dir / "hub" / "model.pt").is_file()
+def test_discrete_observation_envs_train_and_evaluate(tmp_path):
+    assert_discrete_observations_evaluate("ppo.py", "--total-timesteps", 1024, "--num-envs", 2, cwd=tmp_path)
 
 
 def test_evaluation_of_an_env_without_a_time_limit_ends(monkeypatch):

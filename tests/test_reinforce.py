@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    assert_discrete_observations_evaluate,
     assert_hub_folder,
+    assert_not_options,
     assert_ok,
     assert_refused,
     assert_refused_in_process,
@@ -183,15 +185,8 @@ def test_batches_of_episodes_and_box_actions(workdir):
     assert {value for _, value in scalars["charts/episodic_length"]} == {50}  # max_steps cuts Pendulum's 200
 
 
-@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "Taxi-v3"])
-def test_discrete_observation_envs_train_and_evaluate(workdir, env_id):
-    proc = run_script(
-        SCRIPT, "--env-id", env_id, "--total-episodes", 4, "--eval-episodes", 2, "--hub-package", cwd=workdir
-    )
-    assert_ok(proc)
-    run_dir = only_run_dir(workdir)
-    assert read_results(run_dir / "results.json")["n_evaluation_episodes"] == 2
-    assert (run_dir / "hub" / "model.pt").is_file()
+def test_discrete_observation_envs_train_and_evaluate(workdir):
+    assert_discrete_observations_evaluate(SCRIPT, "--total-episodes", 4, cwd=workdir)
 
 
 def test_evaluation_of_an_env_without_a_time_limit_ends(monkeypatch):
@@ -306,12 +301,7 @@ def test_missing_args_json_is_one_clean_line(saved_model):
 
 def test_upload_without_a_token_stops_before_training(workdir):
     assert_upload_needs_a_token(SCRIPT, "someone/Reinforce-CartPole-v1", workdir)
-    no_token = {"HF_HOME": str(workdir / "hf"), "HF_TOKEN": ""}
-    assert_refused(SCRIPT, "--hf-repo-id", "someone/x", needles=("hf auth login",), cwd=workdir, env=no_token)
 
 
-@pytest.mark.parametrize("option", ["--gym-id", "--num-iterations"])
-def test_computed_fields_are_not_options(workdir, option):
-    proc = run_script(SCRIPT, option, "Acrobot-v1" if option == "--gym-id" else 8, cwd=workdir)
-    assert proc.returncode != 0 and "Unrecognized options" in proc.stderr
-    assert option not in run_script(SCRIPT, "--help", cwd=workdir).stdout
+def test_computed_fields_are_not_options(workdir):
+    assert_not_options(SCRIPT, ["--gym-id", "--num-iterations"], workdir)
