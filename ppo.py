@@ -24,10 +24,14 @@ What it reaches and how fast: README.md and results/README.md.
 import datetime
 import importlib
 import json
+import multiprocessing
+import os
 import random
 import shutil
+import signal
 import sys
 import time
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,7 @@ from torch.distributions import Categorical, Normal
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
+MODEL_FILES = ("model.pt",)  # what --load-model finds in a Hub repo, in this order
 
 
 @dataclass
@@ -63,6 +68,8 @@ class Args:
     """the wandb entity (team) name"""
     capture_video: bool = False
     """record videos of the agent (training episodes of the first env, and the evaluation) under runs/<run>/videos"""
+    render: bool = False
+    """show the evaluation episodes in a window (needs a display)"""
     save_model: bool = False
     """save the model (runs/<run>/model.pt) and its arguments (args.json beside it)"""
     load_model: str | None = None
@@ -131,17 +138,32 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_hub_args(args: Args):
-    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
-    if args.hf_repo_id is None:
+def check_render(args: Args):
+    """--render opens a window, which needs a display (Linux names it in DISPLAY or WAYLAND_DISPLAY)."""
+    if not args.render:
         return
-    from huggingface_hub import get_token
+    if args.capture_video:
+        fail("--render shows the evaluation in a window and --capture-video records it: give one of them")
+    if sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        fail("--render needs a display and none is set (DISPLAY is empty): record the agent with --capture-video")
 
-    if args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    if not get_token():
-        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    args.hub_package = True
+
+def check_accounts(args: Args):
+    """What --hf-repo-id and --track need (a repo id of the form `user/name` and a Hugging Face token; a wandb login),
+    checked before any work starts."""
+    if args.hf_repo_id is not None:
+        from huggingface_hub import get_token
+
+        if args.hf_repo_id.count("/") != 1:
+            fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+        if not get_token():
+            fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+        args.hub_package = True
+    if args.track and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        import wandb
+
+        if not wandb.login(verify=False, prompt=False):
+            fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
 
 
 def check_args(args: Args) -> Args:
@@ -164,7 +186,8 @@ def check_args(args: Args) -> Args:
             fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
         args.gym_id = resolve_env_id(args.env_id)
         check_spaces(args.gym_id)
-    check_hub_args(args)
+    check_render(args)
+    check_accounts(args)
     return args
 
 
@@ -228,12 +251,17 @@ class SeededResets(gym.Wrapper):
 MAX_EVAL_STEPS = 100_000  # where an evaluation episode of an env without a time limit is cut
 
 
-def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evaluation: bool = False):
+def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evaluation: bool = False, render=False):
     """One environment with flat observations. With a video folder, env 0 records training episodes on gymnasium's
-    usual schedule, or only the first episode of an evaluation, whose episodes always end."""
+    usual schedule, or only the first episode of an evaluation, whose episodes always end; with render, env 0 shows
+    its episodes in a window."""
 
     def thunk():
-        if video_folder is None or idx > 0:
+        if multiprocessing.parent_process() is not None:  # an AsyncVectorEnv worker: Ctrl-C is the trainer's to handle
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if render and idx == 0:
+            env = gym.make(gym_id, render_mode="human")
+        elif video_folder is None or idx > 0:
             env = gym.make(gym_id)
         else:
             trigger = (lambda episode: episode == 0) if evaluation else None
@@ -386,7 +414,7 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     """Course unit 8's protocol: whole episodes with sampled actions; the first one is recorded if video_folder.
     Seeded, so that a model evaluates to the same numbers after training and after loading."""
     torch.manual_seed(seed)
-    env = make_env(args.gym_id, 0, video_folder, evaluation=True)()
+    env = make_env(args.gym_id, 0, video_folder, evaluation=True, render=args.render)()
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -402,18 +430,46 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     return returns
 
 
+def local_model(path: str) -> str:
+    """--load-model takes a saved model file, or the id of a Hub repo (`user/name`) that holds one: the repo's model
+    and args.json are downloaded (huggingface_hub caches them) and the model's path returned."""
+    hub_id = path.count("/") == 1 and not path.startswith(".") and Path(path).suffix not in (".pt", ".npy", ".pkl")
+    if Path(path).exists() or not hub_id:
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(path, allow_patterns=[*MODEL_FILES, "args.json"]))
+    except Exception as error:
+        fail(f"{path} is no file here, nor a Hub repo that can be downloaded ({describe(error)})")
+    found = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+    if not found:
+        fail(f"the Hub repo {path} holds no {' or '.join(MODEL_FILES)}: it is no model of {SCRIPT.name}")
+    return str(found[0])
+
+
 def read_saved_args(path: str) -> Args:
-    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line for a path that
+    holds no model of this script."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
+    if model_path.is_dir():
+        fail(f"{path} is a folder: give the path of the model file in it")
     if not model_path.is_file():
         fail(f"model file {path} does not exist")
+    if model_path.stat().st_size == 0:
+        fail(f"model file {path} is empty")
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        saved = json.loads(args_path.read_text())
+        script = saved.pop("script", SCRIPT.name)  # which script wrote it
+        args = Args(**{k: v for k, v in saved.items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+    if script != SCRIPT.name:
+        fail(f"{path} is a model of {script}: evaluate it with python {script} --load-model {path}")
+    return args
 
 
 def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
@@ -424,6 +480,8 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     env = make_env(saved.gym_id)()
     agent = Agent(env.observation_space, env.action_space).to(device)
     env.close()
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        fail(f"cannot load {path}: it is no model file (--save-model of {SCRIPT.name} writes runs/<run>/model.pt)")
     try:
         agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
@@ -484,7 +542,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
-    (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
+    (folder / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
     shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
@@ -514,13 +572,19 @@ def report(returns: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
-    """Save, evaluate, package and upload, as the arguments ask."""
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device, stopped: int = 0):
+    """Save, evaluate, package and upload, as the arguments ask. A run that a signal stopped (`stopped`) keeps its
+    model (with --save-model) and ends without the evaluation."""
     model_path = run_dir / "model.pt"
     if args.save_model or args.hub_package:
         torch.save(agent.state_dict(), model_path)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        (run_dir / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
         print(f"model saved to {model_path}")
+    if stopped:
+        writer.close()
+        kept = f"evaluate it with: python {SCRIPT.name} --load-model {model_path}" if model_path.exists() else ""
+        print(f"stopped by {signal.Signals(stopped).name}; {kept or 'no model kept (--save-model keeps it)'}")
+        sys.exit(128 + stopped)
     if args.eval_episodes == 0:
         return
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
@@ -561,7 +625,55 @@ def start_run(args: Args) -> tuple[str, Path, SummaryWriter]:
     writer = SummaryWriter(f"runs/{run_name}")
     table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    print(f"run folder: runs/{run_name} (watch it with: tensorboard --logdir runs)")
     return run_name, Path("runs") / run_name, writer
+
+
+class StopSignal:
+    """SIGINT (Ctrl-C) or SIGTERM during training: training stops after the current iteration and the run ends as a
+    finished one does, without the evaluation, so that what was trained is kept. A second signal stops at once."""
+
+    def __init__(self):
+        self.signum = 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signum:
+            sys.exit(128 + signum)
+        self.signum = signum
+        print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
+
+    def end(self) -> int:
+        """Training is over: signals act as usual again. Returns the signal that stopped it, or 0."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return self.signum
+
+
+class Progress:
+    """A line on the terminal every ~10 s and at the end: how far the run is, its speed over the last interval, the
+    time it has run and, at that speed, has left, and the mean return of the last 20 episodes."""
+
+    def __init__(self, total: int, done: int = 0, unit: str = "step"):
+        self.total, self.unit, self.returns = total, unit, deque(maxlen=20)
+        self.start = self.last_time = time.time()
+        self.last_done, self.lines = done, 0
+
+    def show(self, done: int, final: bool = False):
+        now = time.time()
+        if now - self.last_time < (10 if self.lines else 1) and not final:  # the first line after ~1 s
+            return
+        rate = (done - self.last_done) / max(now - self.last_time, 1e-6)
+        left = datetime.timedelta(seconds=round((self.total - done) / rate if rate > 0 and not final else 0))
+        elapsed = datetime.timedelta(seconds=round(now - self.start))
+        recent = f"{np.mean(self.returns):.2f}" if self.returns else "n/a"
+        print(
+            f"{self.unit} {done:,}/{self.total:,} ({done / self.total:.0%}) | {rate:,.0f} {self.unit}s/s | "
+            f"{elapsed} elapsed, {left} left | mean return (last 20) {recent}",
+            flush=True,
+        )
+        self.last_time, self.last_done, self.lines = now, done, self.lines + 1
 
 
 def seed_everything(args: Args) -> torch.device:
@@ -578,7 +690,7 @@ def seed_everything(args: Args) -> torch.device:
 def evaluate_saved_model(args: Args):
     """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
     device = seed_everything(args)
-    agent, saved = load_agent(args.load_model, device)
+    agent, saved = load_agent(local_model(args.load_model), device)
     # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
     experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
     for field in experiment_fields:
@@ -618,10 +730,10 @@ def main(args: Args):
     # episode statistics: the vector env reports none, so they are tracked here
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
-    recent_returns = deque(maxlen=20)
 
     global_step = 0
-    start_time = last_print = time.time()
+    start_time = time.time()
+    progress, stop = Progress(args.total_timesteps), StopSignal()
     next_obs, _ = envs.reset(seed=args.seed)
     next_obs = torch.Tensor(next_obs).to(device)
 
@@ -651,7 +763,7 @@ def main(args: Args):
             for i in np.flatnonzero(terminated | truncated):
                 writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
                 writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
-                recent_returns.append(episode_returns[i])
+                progress.returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
@@ -702,19 +814,22 @@ def main(args: Args):
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        if time.time() - last_print > 10 or iteration == args.num_iterations:
-            last_print = time.time()
-            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
+        progress.show(global_step, final=iteration == args.num_iterations)
+        if stop.signum:
+            break
 
     envs.close()
-    finish(agent, args, run_dir, writer, device)
+    finish(agent, args, run_dir, writer, device, stop.end())
     writer.close()
 
 
 if __name__ == "__main__":
-    args = check_args(tyro.cli(Args))
-    if args.load_model is not None:
-        evaluate_saved_model(args)
-    else:
-        main(args)
+    try:
+        args = check_args(tyro.cli(Args))
+        if args.load_model is not None:
+            evaluate_saved_model(args)
+        else:
+            main(args)
+    except KeyboardInterrupt:  # outside training, which stops on a signal by itself: nothing is lost
+        print(f"{SCRIPT.name}: interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

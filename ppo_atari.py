@@ -31,6 +31,7 @@ import shutil
 import signal
 import sys
 import time
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from torch.distributions import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
+MODEL_FILES = ("model.pt",)  # what --load-model finds in a Hub repo, in this order
 
 
 @dataclass
@@ -145,17 +147,22 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_hub_args(args: Args):
-    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
-    if args.hf_repo_id is None:
-        return
-    from huggingface_hub import get_token
+def check_accounts(args: Args):
+    """What --hf-repo-id and --track need (a repo id of the form `user/name` and a Hugging Face token; a wandb login),
+    checked before any work starts."""
+    if args.hf_repo_id is not None:
+        from huggingface_hub import get_token
 
-    if args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    if not get_token():
-        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    args.hub_package = True
+        if args.hf_repo_id.count("/") != 1:
+            fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+        if not get_token():
+            fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+        args.hub_package = True
+    if args.track and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        import wandb
+
+        if not wandb.login(verify=False, prompt=False):
+            fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
 
 
 def check_args(args: Args) -> Args:
@@ -183,7 +190,7 @@ def check_args(args: Args) -> Args:
         if args.num_iterations == 0:
             fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
         args.game, args.repeat_action_probability = resolve_env_id(args.env_id)
-    check_hub_args(args)
+    check_accounts(args)
     return args
 
 
@@ -442,18 +449,46 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     return returns.tolist()
 
 
+def local_model(path: str) -> str:
+    """--load-model takes a saved model file, or the id of a Hub repo (`user/name`) that holds one: the repo's model
+    and args.json are downloaded (huggingface_hub caches them) and the model's path returned."""
+    hub_id = path.count("/") == 1 and not path.startswith(".") and Path(path).suffix not in (".pt", ".npy", ".pkl")
+    if Path(path).exists() or not hub_id:
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(path, allow_patterns=[*MODEL_FILES, "args.json"]))
+    except Exception as error:
+        fail(f"{path} is no file here, nor a Hub repo that can be downloaded ({describe(error)})")
+    found = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+    if not found:
+        fail(f"the Hub repo {path} holds no {' or '.join(MODEL_FILES)}: it is no model of {SCRIPT.name}")
+    return str(found[0])
+
+
 def read_saved_args(path: str) -> Args:
-    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line for a path that
+    holds no model of this script."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
+    if model_path.is_dir():
+        fail(f"{path} is a folder: give the path of the model file in it")
     if not model_path.is_file():
         fail(f"model file {path} does not exist")
+    if model_path.stat().st_size == 0:
+        fail(f"model file {path} is empty")
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        saved = json.loads(args_path.read_text())
+        script = saved.pop("script", SCRIPT.name)  # which script wrote it
+        args = Args(**{k: v for k, v in saved.items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+    if script != SCRIPT.name:
+        fail(f"{path} is a model of {script}: evaluate it with python {script} --load-model {path}")
+    return args
 
 
 def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
@@ -463,6 +498,8 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     envs = AtariGames(saved, 1)
     agent = Agent(envs.single_observation_space, envs.single_action_space).to(device)
     envs.close()
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        fail(f"cannot load {path}: it is no model file (--save-model of {SCRIPT.name} writes runs/<run>/model.pt)")
     try:
         agent.load_state_dict(torch.load(path, map_location=device, weights_only=True))  # never unpickles code
     except Exception as error:
@@ -527,7 +564,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
-    (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
+    (folder / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
     shutil.copy(model_path, folder / model_path.name)
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     videos = sorted(video_folder.glob("eval-episode-0.mp4")) if video_folder else []
@@ -557,13 +594,19 @@ def report(returns: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device):
-    """Save, evaluate, package and upload, as the arguments ask."""
+def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, device: torch.device, stopped: int = 0):
+    """Save, evaluate, package and upload, as the arguments ask. A run that a signal stopped (`stopped`) keeps its
+    model (with --save-model) and ends without the evaluation."""
     model_path = run_dir / "model.pt"
     if args.save_model or args.hub_package:
         torch.save(agent.state_dict(), model_path)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        (run_dir / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
         print(f"model saved to {model_path}")
+    if stopped:
+        writer.close()
+        kept = f"evaluate it with: python {SCRIPT.name} --load-model {model_path}" if model_path.exists() else ""
+        print(f"stopped by {signal.Signals(stopped).name}; {kept or 'no model kept (--save-model keeps it)'}")
+        sys.exit(128 + stopped)
     if args.eval_episodes == 0:
         return
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
@@ -608,6 +651,7 @@ def start_run(args: Args, checkpoint: dict | None = None) -> tuple[str, Path, Su
     writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
     table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    print(f"run folder: runs/{run_name} (watch it with: tensorboard --logdir runs)")
     return run_name, Path("runs") / run_name, writer
 
 
@@ -670,14 +714,11 @@ def resumed_args(args: Args) -> Args:
     return saved
 
 
-class Checkpoints:
-    """runs/<run>/checkpoint.pt, every `checkpoint_every` steps and when SIGINT (Ctrl-C) or SIGTERM (a scheduler
-    pre-empting the job) asks the run to stop, which it then does. A second signal stops at once: the checkpoint
-    written last stays whole, as checkpoints are written to a temporary file and renamed. `parts` are what the
-    learner needs to continue (objects with a state_dict)."""
+class StopSignal:
+    """SIGINT (Ctrl-C) or SIGTERM during training: training stops after the current iteration and the run ends as a
+    finished one does, without the evaluation, so that what was trained is kept. A second signal stops at once."""
 
-    def __init__(self, args: Args, run_name: str, run_dir: Path, **parts):
-        self.args, self.run_name, self.path, self.parts = args, run_name, run_dir / "checkpoint.pt", parts
+    def __init__(self):
         self.signum = 0
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.handle)
@@ -687,6 +728,48 @@ class Checkpoints:
             sys.exit(128 + signum)
         self.signum = signum
         print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
+
+    def end(self) -> int:
+        """Training is over: signals act as usual again. Returns the signal that stopped it, or 0."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return self.signum
+
+
+class Progress:
+    """A line on the terminal every ~10 s and at the end: how far the run is, its speed over the last interval, the
+    time it has run and, at that speed, has left, and the mean return of the last 20 episodes."""
+
+    def __init__(self, total: int, done: int = 0, unit: str = "step"):
+        self.total, self.unit, self.returns = total, unit, deque(maxlen=20)
+        self.start = self.last_time = time.time()
+        self.last_done, self.lines = done, 0
+
+    def show(self, done: int, final: bool = False):
+        now = time.time()
+        if now - self.last_time < (10 if self.lines else 1) and not final:  # the first line after ~1 s
+            return
+        rate = (done - self.last_done) / max(now - self.last_time, 1e-6)
+        left = datetime.timedelta(seconds=round((self.total - done) / rate if rate > 0 and not final else 0))
+        elapsed = datetime.timedelta(seconds=round(now - self.start))
+        recent = f"{np.mean(self.returns):.2f}" if self.returns else "n/a"
+        print(
+            f"{self.unit} {done:,}/{self.total:,} ({done / self.total:.0%}) | {rate:,.0f} {self.unit}s/s | "
+            f"{elapsed} elapsed, {left} left | mean return (last 20) {recent}",
+            flush=True,
+        )
+        self.last_time, self.last_done, self.lines = now, done, self.lines + 1
+
+
+class Checkpoints:
+    """runs/<run>/checkpoint.pt, every `checkpoint_every` steps and when SIGINT (Ctrl-C) or SIGTERM (a scheduler
+    pre-empting the job) asks the run to stop (StopSignal). A second signal stops at once: the checkpoint written last
+    stays whole, as checkpoints are written to a temporary file and renamed. `parts` are what the learner needs to
+    continue (objects with a state_dict)."""
+
+    def __init__(self, args: Args, run_name: str, run_dir: Path, **parts):
+        self.args, self.run_name, self.path, self.parts = args, run_name, run_dir / "checkpoint.pt", parts
+        self.stop = StopSignal()
 
     def restore(self, checkpoint: dict, device: torch.device) -> int:
         """The learner's state as the checkpoint saved it; the step it was saved at."""
@@ -715,24 +798,21 @@ class Checkpoints:
         torch.save(checkpoint, temporary)
         os.replace(temporary, self.path)
 
-    def save_if_due(self, global_step: int, steps: int, envs: "AtariGames", writer: SummaryWriter):
+    def save_if_due(self, global_step: int, steps: int) -> bool:
         """After an iteration of `steps` steps: a checkpoint if a multiple of checkpoint_every was passed or a signal
-        came; after a signal, the run stops here."""
+        came. True after a signal: the run stops here."""
         every = self.args.checkpoint_every
-        if self.signum or every > 0 and global_step // every > (global_step - steps) // every:
+        if self.stop.signum or every > 0 and global_step // every > (global_step - steps) // every:
             self.save(global_step)
-        if self.signum:
-            envs.close()
-            writer.close()
-            resume = f"python {SCRIPT.name} --resume {self.path}"
-            print(f"stopped at step {global_step:,}; continue with: {resume}", file=sys.stderr)
-            sys.exit(128 + self.signum)
+        if self.stop.signum:
+            print(f"checkpoint of step {global_step:,} saved; continue with: python {SCRIPT.name} --resume {self.path}")
+        return bool(self.stop.signum)
 
 
 def evaluate_saved_model(args: Args):
     """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
     device = seed_everything(args)
-    agent, saved = load_agent(args.load_model, device)
+    agent, saved = load_agent(local_model(args.load_model), device)
     # the env and the network are the saved run's; how to run, record and share this evaluation is this command's
     experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
     for field in experiment_fields:
@@ -770,10 +850,9 @@ def main(args: Args):
     # game statistics: the vector env reports none, so raw scores of whole games are tracked here
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, dtype=np.int64)
-    recent_returns = deque(maxlen=20)
 
     start_step, start_time = global_step, time.time()
-    last_print = start_time
+    progress = Progress(args.total_timesteps, global_step)
     # env i plays from seed + i; a resumed run starts new games (the emulators' state is not saved)
     next_obs, _ = envs.reset(seed=args.seed + global_step)
     next_obs = torch.as_tensor(next_obs, device=device)
@@ -806,7 +885,7 @@ def main(args: Args):
             for i in np.flatnonzero(infos["game_over"]):
                 writer.add_scalar("charts/episodic_return", episode_returns[i], global_step)
                 writer.add_scalar("charts/episodic_length", episode_lengths[i], global_step)
-                recent_returns.append(episode_returns[i])
+                progress.returns.append(episode_returns[i])
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # ALGO LOGIC: log-probabilities and values of the rollout, advantages (GAE) and value targets
@@ -857,20 +936,22 @@ def main(args: Args):
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        if time.time() - last_print > 10 or iteration == args.num_iterations:
-            last_print = time.time()
-            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            print(f"step {global_step:>9,}/{args.total_timesteps:,} | {sps:,} SPS | mean return (last 20) {recent}")
-        checkpoints.save_if_due(global_step, args.batch_size, envs, writer)
+        progress.show(global_step, final=iteration == args.num_iterations)
+        if checkpoints.save_if_due(global_step, args.batch_size):
+            break
 
     envs.close()
-    finish(agent, args, run_dir, writer, device)
+    finish(agent, args, run_dir, writer, device, checkpoints.stop.end())
     writer.close()
 
 
 if __name__ == "__main__":
-    args = check_args(tyro.cli(Args))
-    if args.load_model is not None:
-        evaluate_saved_model(args)
-    else:
-        main(args)
+    try:
+        args = check_args(tyro.cli(Args))
+        if args.load_model is not None:
+            evaluate_saved_model(args)
+        else:
+            main(args)
+    except KeyboardInterrupt:  # outside training, which stops on a signal by itself: nothing is lost
+        print(f"{SCRIPT.name}: interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

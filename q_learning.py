@@ -20,11 +20,14 @@ What it reaches and how fast: README.md and results/README.md.
 import datetime
 import json
 import math
+import os
 import pickle
 import random
 import shutil
+import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from gymnasium.envs.toy_text import CliffWalkingEnv, FrozenLakeEnv, TaxiEnv
 from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
+MODEL_FILES = ("qtable.npy", "q-learning.pkl")  # what --load-model finds in a Hub repo, in this order
 
 
 @dataclass
@@ -51,10 +55,12 @@ class Args:
     """the entity (team) of wandb's project"""
     capture_video: bool = False
     """record a replay of the first evaluation episode (runs/<run>/videos/eval/)"""
+    render: bool = False
+    """show the evaluation episodes in a window (needs a display)"""
     save_model: bool = False
     """save the Q-table (runs/<run>/qtable.npy) and the args (args.json next to it)"""
     load_model: str | None = None
-    """path of a saved Q-table: skip training and evaluate it (env and hyperparameters from the args.json next to it)"""
+    """path of a saved qtable.npy (its args.json beside it) or of a course q-learning.pkl: skip training, evaluate it"""
     eval_episodes: int = 100
     """evaluation episodes, greedy (the course's number)"""
     hub_package: bool = False
@@ -117,17 +123,32 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
-def check_hub_args(args: Args):
-    """An upload needs a repo id of the form `user/name` and a token, both checked before any work starts."""
-    if args.hf_repo_id is None:
+def check_render(args: Args):
+    """--render opens a window, which needs a display (Linux names it in DISPLAY or WAYLAND_DISPLAY)."""
+    if not args.render:
         return
-    from huggingface_hub import get_token
+    if args.capture_video:
+        fail("--render shows the evaluation in a window and --capture-video records it: give one of them")
+    if sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        fail("--render needs a display and none is set (DISPLAY is empty): record the agent with --capture-video")
 
-    if args.hf_repo_id.count("/") != 1:
-        fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
-    if not get_token():
-        fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    args.hub_package = True
+
+def check_accounts(args: Args):
+    """What --hf-repo-id and --track need (a repo id of the form `user/name` and a Hugging Face token; a wandb login),
+    checked before any work starts."""
+    if args.hf_repo_id is not None:
+        from huggingface_hub import get_token
+
+        if args.hf_repo_id.count("/") != 1:
+            fail(f"--hf-repo-id must look like `username/repo-name`, got {args.hf_repo_id!r}")
+        if not get_token():
+            fail("--hf-repo-id needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+        args.hub_package = True
+    if args.track and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        import wandb
+
+        if not wandb.login(verify=False, prompt=False):
+            fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
 
 
 def check_args(args: Args) -> Args:
@@ -164,14 +185,17 @@ def check_args(args: Args) -> Args:
     for name, space in (("observation", env.observation_space), ("action", env.action_space)):
         if not isinstance(space, gym.spaces.Discrete) or space.start != 0:
             fail(f"{args.env_id} has a {space} {name} space; tabular Q-learning needs Discrete spaces counted from 0")
-    check_hub_args(args)
+    check_render(args)
+    check_accounts(args)
     return args
 
 
-def make_env(args: Args, video_folder: Path | None = None) -> gym.Env:
-    """The run's env (FrozenLake with its map and ice); with a video folder, its first episode is recorded."""
+def make_env(args: Args, video_folder: Path | None = None, render: bool = False) -> gym.Env:
+    """The run's env (FrozenLake with its map and ice); with a video folder, its first episode is recorded; with
+    render, every episode is shown in a window."""
     kwargs = dict(map_name=args.map_name, is_slippery=args.is_slippery) if args.map_name else {}  # set for FrozenLake
-    env = gym.make(args.gym_id, render_mode="rgb_array" if video_folder else None, **kwargs)
+    render_mode = "rgb_array" if video_folder else "human" if render else None
+    env = gym.make(args.gym_id, render_mode=render_mode, **kwargs)
     if video_folder:
         env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=lambda e: e == 0, name_prefix="eval")
     return env
@@ -269,29 +293,102 @@ def evaluate(env: gym.Env, q, n_episodes: int, max_steps: int, seeds: list[int])
     return returns
 
 
+def local_model(path: str) -> str:
+    """--load-model takes a saved model file, or the id of a Hub repo (`user/name`) that holds one: the repo's model
+    and args.json are downloaded (huggingface_hub caches them) and the model's path returned."""
+    hub_id = path.count("/") == 1 and not path.startswith(".") and Path(path).suffix not in (".pt", ".npy", ".pkl")
+    if Path(path).exists() or not hub_id:
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(path, allow_patterns=[*MODEL_FILES, "args.json"]))
+    except Exception as error:
+        fail(f"{path} is no file here, nor a Hub repo that can be downloaded ({describe(error)})")
+    found = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+    if not found:
+        fail(f"the Hub repo {path} holds no {' or '.join(MODEL_FILES)}: it is no model of {SCRIPT.name}")
+    return str(found[0])
+
+
 def read_saved_args(path: str) -> Args:
-    """The arguments a saved model was trained with, from the args.json beside it; one clear line if it is missing."""
+    """The arguments a saved model was trained with, from the args.json beside it; one clear line for a path that
+    holds no model of this script."""
     model_path = Path(path)
     args_path = model_path.with_name("args.json")
+    if model_path.is_dir():
+        fail(f"{path} is a folder: give the path of the model file in it")
     if not model_path.is_file():
         fail(f"model file {path} does not exist")
+    if model_path.stat().st_size == 0:
+        fail(f"model file {path} is empty")
     if not args_path.is_file():
         fail(f"{args_path} is missing: a saved model needs the args.json written beside it")
     try:
-        return Args(**{k: v for k, v in json.loads(args_path.read_text()).items() if k in Args.__dataclass_fields__})
+        saved = json.loads(args_path.read_text())
+        script = saved.pop("script", SCRIPT.name)  # which script wrote it
+        args = Args(**{k: v for k, v in saved.items() if k in Args.__dataclass_fields__})
     except (ValueError, TypeError, AttributeError) as error:
         fail(f"{args_path} is not a valid args file ({describe(error)})")
+    if script != SCRIPT.name:
+        fail(f"{path} is a model of {script}: evaluate it with python {script} --load-model {path}")
+    return args
+
+
+class CourseUnpickler(pickle.Unpickler):
+    """Reads the course's q-learning.pkl without running any code from it: a pickle may call any function it names,
+    so only the names that rebuild numpy arrays are admitted (containers, numbers and strings need none)."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        module = module.replace("numpy.core.", "numpy._core.")  # the module's name before numpy 2
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not a plain type")
+        return super().find_class(module, name)
+
+
+def read_course_model(path: str) -> tuple[np.ndarray, Args]:
+    """A model in the course's own format (its Q-table and the arguments it names), as its push_to_hub writes it."""
+    if not Path(path).is_file():
+        fail(f"model file {path} does not exist")
+    try:
+        with open(path, "rb") as file:
+            model = CourseUnpickler(file).load()
+        args = Args(
+            env_id=model["env_id"],
+            max_steps=int(model["max_steps"]),
+            total_episodes=int(model["n_training_episodes"]),
+            eval_episodes=int(model["n_eval_episodes"]),
+            learning_rate=float(model["learning_rate"]),
+            gamma=float(model["gamma"]),
+            max_epsilon=float(model["max_epsilon"]),
+            min_epsilon=float(model["min_epsilon"]),
+            decay_rate=float(model["decay_rate"]),
+        )
+        if "map_name" in model:  # FrozenLake's map and ice
+            args.map_name, args.is_slippery = str(model["map_name"]), bool(model.get("slippery", False))
+        return np.asarray(model["qtable"]), args
+    except Exception as error:
+        fail(f"cannot read {path} as a course q-learning.pkl ({describe(error)})")
 
 
 def load_agent(path: str) -> tuple[np.ndarray, Args]:
-    """A saved Q-table and the arguments it was trained with; one clear line for anything missing or corrupt."""
-    saved = read_saved_args(path)
+    """A saved Q-table (qtable.npy, or the course's q-learning.pkl) and the arguments it was trained with; one clear
+    line for anything missing or corrupt."""
+    qtable, saved = read_course_model(path) if path.endswith(".pkl") else (None, read_saved_args(path))
     saved.gym_id = RETIRED_ENV_IDS.get(saved.env_id, saved.env_id)
     try:
         env = make_env(saved)
         shape = (env.observation_space.n, env.action_space.n)
         env.close()
-        qtable = np.load(path, allow_pickle=False)  # never unpickles what it loads
+        if qtable is None:
+            qtable = np.load(path, allow_pickle=False)  # never unpickles what it loads
         if qtable.shape != shape or qtable.dtype.kind != "f":
             raise ValueError(f"a {qtable.dtype} array of shape {qtable.shape}; the env needs floats of shape {shape}")
     except Exception as error:
@@ -371,7 +468,7 @@ def package_for_hub(folder: Path, args: Args, results: dict, model_path: Path, v
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(model_card(args, results["mean_reward"], results["std_reward"]))
     (folder / "results.json").write_text(json.dumps(results, indent=2))
-    (folder / "args.json").write_text(json.dumps(vars(args), indent=2))
+    (folder / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
     shutil.copy(model_path, folder / model_path.name)
     write_course_model(folder / "q-learning.pkl", args, np.load(model_path, allow_pickle=False))
     shutil.copy(SCRIPT, folder / SCRIPT.name)
@@ -402,15 +499,21 @@ def report(returns: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def finish(qtable: np.ndarray, args: Args, run_dir: Path, writer: SummaryWriter):
-    """Save, evaluate, package and upload, as the arguments ask."""
+def finish(qtable: np.ndarray, args: Args, run_dir: Path, writer: SummaryWriter, stopped: int = 0):
+    """Save, evaluate, package and upload, as the arguments ask. A run that a signal stopped (`stopped`) keeps its
+    model (with --save-model) and ends without the evaluation."""
     model_path = run_dir / "qtable.npy"
     if args.save_model or args.hub_package:
         np.save(model_path, qtable)
-        (run_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
+        (run_dir / "args.json").write_text(json.dumps(vars(args) | dict(script=SCRIPT.name), indent=2))
         print(f"model saved to {model_path}")
+    if stopped:
+        writer.close()
+        kept = f"evaluate it with: python {SCRIPT.name} --load-model {model_path}" if model_path.exists() else ""
+        print(f"stopped by {signal.Signals(stopped).name}; {kept or 'no model kept (--save-model keeps it)'}")
+        sys.exit(128 + stopped)
     video_folder = run_dir / "videos" / "eval" if args.capture_video or args.hub_package else None
-    env = make_env(args, video_folder)
+    env = make_env(args, video_folder, args.render)
     seeds = COURSE_EVAL_SEEDS.get(args.gym_id, []) or [args.seed]
     returns = evaluate(env, qtable.tolist(), args.eval_episodes, args.max_steps, seeds)
     env.close()  # writes the video
@@ -449,12 +552,60 @@ def start_run(args: Args) -> tuple[str, Path, SummaryWriter]:
     writer = SummaryWriter(f"runs/{run_name}")
     table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    print(f"run folder: runs/{run_name} (watch it with: tensorboard --logdir runs)")
     return run_name, Path("runs") / run_name, writer
+
+
+class StopSignal:
+    """SIGINT (Ctrl-C) or SIGTERM during training: training stops after the current iteration and the run ends as a
+    finished one does, without the evaluation, so that what was trained is kept. A second signal stops at once."""
+
+    def __init__(self):
+        self.signum = 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signum:
+            sys.exit(128 + signum)
+        self.signum = signum
+        print(f"{signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr, flush=True)
+
+    def end(self) -> int:
+        """Training is over: signals act as usual again. Returns the signal that stopped it, or 0."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return self.signum
+
+
+class Progress:
+    """A line on the terminal every ~10 s and at the end: how far the run is, its speed over the last interval, the
+    time it has run and, at that speed, has left, and the mean return of the last 20 episodes."""
+
+    def __init__(self, total: int, done: int = 0, unit: str = "step"):
+        self.total, self.unit, self.returns = total, unit, deque(maxlen=20)
+        self.start = self.last_time = time.time()
+        self.last_done, self.lines = done, 0
+
+    def show(self, done: int, final: bool = False):
+        now = time.time()
+        if now - self.last_time < (10 if self.lines else 1) and not final:  # the first line after ~1 s
+            return
+        rate = (done - self.last_done) / max(now - self.last_time, 1e-6)
+        left = datetime.timedelta(seconds=round((self.total - done) / rate if rate > 0 and not final else 0))
+        elapsed = datetime.timedelta(seconds=round(now - self.start))
+        recent = f"{np.mean(self.returns):.2f}" if self.returns else "n/a"
+        print(
+            f"{self.unit} {done:,}/{self.total:,} ({done / self.total:.0%}) | {rate:,.0f} {self.unit}s/s | "
+            f"{elapsed} elapsed, {left} left | mean return (last 20) {recent}",
+            flush=True,
+        )
+        self.last_time, self.last_done, self.lines = now, done, self.lines + 1
 
 
 def evaluate_saved_model(args: Args):
     """--load-model: evaluate a saved model (and record, package and upload it) instead of training."""
-    qtable, saved = load_agent(args.load_model)
+    qtable, saved = load_agent(local_model(args.load_model))
     # the env and the Q-table are the saved run's; how to run, record and share this evaluation is this command's
     experiment_fields = list(Args.__dataclass_fields__)[: list(Args.__dataclass_fields__).index("env_id")]
     for field in experiment_fields:
@@ -478,17 +629,18 @@ def main(args: Args):
 
     # every episode falls in exactly one logging window, logged at the global step where the window ends
     log_every = max(1, args.total_episodes // LOG_POINTS)
-    progress_every = max(1, args.total_episodes // 10)
     returns, lengths, logged = [], [], 0
     global_step = 0
     start_time = time.perf_counter()
+    progress, stop = Progress(args.total_episodes, unit="episode"), StopSignal()
     for episode in range(args.total_episodes):
         # ALGO LOGIC: one episode, acting epsilon-greedily and updating Q after every step
         eps = epsilon(episode, args.min_epsilon, args.max_epsilon, args.decay_rate)
         episodic_return, episodic_length = run_episode(q, sim, eps, max_steps, args.learning_rate, args.gamma, rng)
 
-        # logging: the window's mean return and length, epsilon, SPS; a progress line every tenth of the run
+        # logging: the window's mean return and length, epsilon, SPS
         returns.append(episodic_return)
+        progress.returns.append(episodic_return)
         lengths.append(episodic_length)
         global_step += episodic_length
         done = episode + 1
@@ -498,22 +650,24 @@ def main(args: Args):
             writer.add_scalar("charts/epsilon", eps, global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.perf_counter() - start_time)), global_step)
             logged = done
-        if done % progress_every == 0:
-            episodes_per_s = done / (time.perf_counter() - start_time)
-            recent_return = np.mean(returns[-100:])
-            print(f"episode {done}/{args.total_episodes}, {episodes_per_s:.0f} episodes/s, "
-                  f"mean return of the last 100 {recent_return:.2f}, epsilon {eps:.3f}")  # fmt: skip
+        progress.show(done, final=done == args.total_episodes)
+        if stop.signum:
+            break
     train_time = time.perf_counter() - start_time
-    print(f"trained {args.total_episodes} episodes ({global_step} steps) in {train_time:.2f} s")
+    print(f"trained {done:,} episodes ({global_step:,} steps) in {train_time:.2f} s")
     env.close()
 
-    finish(np.array(q), args, run_dir, writer)
+    finish(np.array(q), args, run_dir, writer, stop.end())
     writer.close()
 
 
 if __name__ == "__main__":
-    args = check_args(tyro.cli(Args))
-    if args.load_model is not None:
-        evaluate_saved_model(args)
-    else:
-        main(args)
+    try:
+        args = check_args(tyro.cli(Args))
+        if args.load_model is not None:
+            evaluate_saved_model(args)
+        else:
+            main(args)
+    except KeyboardInterrupt:  # outside training, which stops on a signal by itself: nothing is lost
+        print(f"{SCRIPT.name}: interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)

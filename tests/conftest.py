@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,31 @@ def assert_discrete_observations_evaluate(script, *budget, cwd):
         assert read_results(run_dir / "results.json")["n_evaluation_episodes"] == 2
         assert (run_dir / "hub" / "model.pt").is_file()
         shutil.rmtree(run_dir)
+
+
+def assert_signal_keeps_the_model(script, *budget, cwd, model="model.pt", signum=signal.SIGINT):
+    """Ctrl-C (SIGINT) or SIGTERM once training is under way: no traceback, exit 128 + the signal, the model trained so
+    far saved with its args.json (--save-model), the line naming the command that evaluates it, which works."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "SDL_VIDEODRIVER": "dummy"}
+    command = [sys.executable, str(ROOT / script), *map(str, budget), "--save-model"]
+    proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # the first progress line: training is under way
+        lines.append(line)
+        if re.match(r"(step|episode) [\d,]+/[\d,]+ \(", line):
+            break
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    stdout = "".join(lines) + stdout
+    assert proc.returncode == 128 + signum, f"exit {proc.returncode}\n{stdout[-2000:]}\n{stderr[-2000:]}"
+    assert "Traceback" not in stderr, stderr
+    assert f"{signal.Signals(signum).name}: stopping" in stderr, stderr
+    run_dir = only_run_dir(cwd)
+    assert (run_dir / model).is_file() and (run_dir / "args.json").is_file()
+    assert f"evaluate it with: python {script} --load-model runs/{run_dir.name}/{model}" in stdout, stdout
+    assert not (run_dir / "results.json").exists()  # no evaluation after a stop
+    assert_ok(run_script(script, "--load-model", run_dir / model, "--eval-episodes", 1, cwd=cwd))
+    return run_dir
 
 
 def eval_line(stdout):

@@ -203,11 +203,22 @@ def test_buffer_round_trips_through_a_checkpoint_and_keeps_its_newest_transition
         wrong.load_state_dict(rb.state_dict())
 
 
+def test_a_checkpoint_holds_the_filled_part_of_the_buffer_only(tmp_path):
+    rb, reference, _ = fill(1000, 2, 100, 0.2)  # 100 steps of 2 envs in 500 slots of each
+    state = rb.state_dict()
+    assert rb.filled < 150 and all(len(state[name]) == rb.filled for name in dqn_atari.ReplayBuffer.STORED)
+    restored = dqn_atari.ReplayBuffer(1000, 2, FRAME, torch.device("cpu"), seed=5)
+    restored.load_state_dict(state)
+    assert sorted(check_against_reference(restored, reference)) == sorted(check_against_reference(rb, reference))
+    full, _, _ = fill(60, 2, 100, 0.2)  # 100 steps in 30 slots: the ring went round, every slot is held
+    assert full.filled == 30 and len(full.state_dict()["frames"]) == 30
+
+
 def test_the_buffer_holds_what_the_loss_reads_and_its_bookkeeping_only():
     """A frame, a, r, terminated, and the age and validity of the slot: no `truncated`, which no target reads (a
     truncated transition is told apart by its s', the final observation, and by not being terminated)."""
     rb, _, _ = fill(40, 2, 50, 0.3)
-    assert set(rb.state_dict()) == {"frames", "actions", "rewards", "terminated", "age", "valid", "pos", "rng"}
+    assert set(rb.state_dict()) == {"frames", "actions", "rewards", "terminated", "age", "valid", "slots", "pos", "rng"}
     assert len(rb.sample(4)) == 5  # s, a, r, terminated, s'
     assert dqn_atari.ReplayBuffer.bytes_per_slot((84, 84)) == 84 * 84 + 8
     rb = dqn_atari.ReplayBuffer(1000, 1, (84, 84), torch.device("cpu"), seed=0)
@@ -332,6 +343,7 @@ def test_smoke_save_evaluate_video_and_hub_round_trip(tmp_path):
         (("--buffer-size", 10_000_000_000), ("--buffer-size", "GiB")),
         (("--load-model", "missing/model.pt"), ("does not exist",)),
         (("--hf-repo-id", "no-slash"), ("--hf-repo-id",)),
+        (("--total-timesteps", 50_000), ("--learning-starts 100000", "no update", "--total-timesteps 50000")),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
@@ -406,9 +418,9 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
-    assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1], stderr
+    assert "Traceback" not in stderr and f"--resume {checkpoint_path.relative_to(tmp_path)}" in stdout, stdout
     stopped = torch.load(checkpoint_path, weights_only=True)
     stop_step = stopped["global_step"]
     assert 300 <= stop_step < 1600

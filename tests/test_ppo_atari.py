@@ -273,7 +273,7 @@ def adam_steps(checkpoint) -> int:
 
 def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
     total = 128 * 30
-    proc = start_training(tmp_path, "--total-timesteps", total, "--checkpoint-every", 128)
+    proc = start_training(tmp_path, "--total-timesteps", total, "--checkpoint-every", 128, "--save-model")
     checkpoint_path = None
     deadline = time.time() + 120
     while checkpoint_path is None and time.time() < deadline:  # the first checkpoint: training is under way
@@ -282,7 +282,8 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_the_run(tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
-    assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1], stderr
+    assert "Traceback" not in stderr and f"--resume {checkpoint_path.relative_to(tmp_path)}" in stdout, stdout
+    assert "stopped by SIGTERM; evaluate it with" in stdout and (checkpoint_path.parent / "model.pt").is_file()
     stopped = read_checkpoint(checkpoint_path)
     stop_step = stopped["global_step"]
     assert 128 <= stop_step < total and stop_step % 128 == 0

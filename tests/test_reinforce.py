@@ -63,9 +63,8 @@ def test_loss_and_gradient_equal_the_course_per_step_computation():
     whole episode in one batched pass afterwards. Same loss, same gradient."""
     torch.manual_seed(0)
     env = gym.make("CartPole-v1")
-    env.reset(seed=0)
     agent = reinforce.Agent(env.observation_space, env.action_space, 16)
-    obs, actions, rewards, lengths = reinforce.play_episodes(agent, [env], 1000, CPU)
+    obs, actions, rewards, lengths = reinforce.play_episodes(agent, [env], 1000, CPU, [0])
     n = int(lengths[0])
     assert n < 500 and len(obs) == len(rewards) == n and rewards[:, 0].sum() == n  # terminated: the pole fell
     returns = reinforce.standardize(reinforce.discounted_returns(rewards, 1.0), lengths)
@@ -144,7 +143,7 @@ class Counter(gym.Env):
 def test_each_env_plays_exactly_one_episode():
     agent = reinforce.Agent(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), 4)
     envs = [Counter(3), Counter(1, truncate=True), Counter(10)]
-    obs, actions, rewards, lengths = reinforce.play_episodes(agent, envs, 6, CPU)
+    obs, actions, rewards, lengths = reinforce.play_episodes(agent, envs, 6, CPU, [None] * 3)
     assert lengths.tolist() == [3, 1, 6]  # the third is cut by max_steps
     assert rewards.shape == (6, 3) and rewards.sum(0).tolist() == [3, 1, 6]
     assert obs[:3, 0, 0].tolist() == [0, 1, 2]  # s_t, the observation the action was taken in

@@ -14,8 +14,12 @@ ALL = TORCH + ("q_learning.py",)
 SHARED = {
     "fail": [ALL],
     "describe": [ALL],
-    "check_hub_args": [ALL],
+    "check_accounts": [ALL],
+    "check_render": [GYM + ("q_learning.py",)],
+    "StopSignal": [ALL],
+    "Progress": [ALL],
     "read_saved_args": [ALL],
+    "local_model": [ALL],
     "push_to_hub": [ALL],
     "report": [ALL],
     "start_run": [GYM + ("q_learning.py",), ATARI],  # a resumed Atari run writes on in its own folder
