@@ -50,6 +50,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
 MODEL_FILES = ("model.pt",)  # what --load-model finds in a Hub repo, in this order
+PASS_MARKS = {}  # the course sets no pass mark for an Atari PPO agent
 
 
 @dataclass
@@ -225,7 +226,8 @@ def resolve_env_id(env_id: str) -> tuple[str, float]:
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as error:
-        fail(f"unknown env id {env_id!r}: {describe(error)}")
+        hint = f" (did you mean ALE/{env_id}?)" if f"ALE/{env_id}" in gym.registry else ""
+        fail(f"unknown env id {env_id!r}: {describe(error)}{hint}")
     if spec.entry_point != "ale_py.env:AtariEnv":
         fail(
             f"{env_id} is not an Atari game: {SCRIPT.name} plays ids such as BreakoutNoFrameskip-v4 or ALE/Breakout-v5"
@@ -606,10 +608,13 @@ def push_to_hub(folder: Path, repo_id: str):
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-def report(returns: list[float]) -> tuple[float, float]:
-    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+def report(returns: list[float], env_id: str) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std, against the pass mark
+    of the course's unit where it has one for this env."""
     mean, std = float(np.mean(returns)), float(np.std(returns))
     line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    if env_id in PASS_MARKS:
+        line += f" ({'passes' if mean - std >= PASS_MARKS[env_id] else 'below'} the pass mark {PASS_MARKS[env_id]:g})"
     print(f"evaluation over {len(returns)} episodes: {line}")
     return mean, std
 
@@ -633,7 +638,7 @@ def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, devic
     returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
     for idx, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = report(returns)
+    mean, std = report(returns, args.env_id)
     results = dict(
         env_id=args.env_id,
         mean_reward=mean,
@@ -742,8 +747,9 @@ def read_checkpoint(path: str) -> dict:
 
 
 def resumed_args(args: Args) -> Args:
-    """The arguments of the run that --resume continues, with the run settings this command changes; arguments that
-    contradict the run's are refused."""
+    """The arguments of the run that --resume continues, with the run settings this command changes and a longer
+    --total-timesteps if one is given (the schedules of learning rate and exploration then follow it, as if the run
+    had started with it); arguments that contradict the run's are refused."""
     if args.load_model is not None:
         fail("--resume continues training and --load-model evaluates a saved model: give one of them")
     checkpoint = read_checkpoint(args.resume)
@@ -754,13 +760,15 @@ def resumed_args(args: Args) -> Args:
         fail(f"{args.resume} holds no valid run arguments ({describe(error)})")
     for name in Args.__dataclass_fields__:
         given = getattr(args, name)
-        if name in CHECKPOINT_SETTINGS:
-            if given != getattr(defaults, name):  # given on this command line: it wins over the run's
-                setattr(saved, name, given)
-        elif given != getattr(defaults, name) and given != getattr(saved, name):
+        if given == getattr(defaults, name) or given == getattr(saved, name):
+            continue  # not given on this command line, or given as the run has it
+        if name in CHECKPOINT_SETTINGS or name == "total_timesteps" and given > saved.total_timesteps:
+            setattr(saved, name, given)  # a run setting, or a longer run
+        else:
             fail(
                 f"--{name.replace('_', '-')} {given} contradicts the checkpoint's {getattr(saved, name)}: a resumed "
-                "run keeps its own arguments (give only --resume and run settings such as --torch-threads)"
+                "run keeps its own arguments (give only --resume, run settings such as --torch-threads, or a larger "
+                "--total-timesteps)"
             )
     return saved
 

@@ -23,6 +23,8 @@ Run:
 What it reaches and how fast: README.md and results/README.md.
 """
 
+import contextlib
+import ctypes
 import datetime
 import importlib
 import json
@@ -33,6 +35,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 import zipfile
 from collections import deque
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 SCRIPT = Path(__file__).resolve()
 MODEL_FILES = ("model.pt",)  # what --load-model finds in a Hub repo, in this order
+PASS_MARKS = {"CartPole-v1": 350}  # the result (mean - std) course unit 4 asks for
 
 
 @dataclass
@@ -176,11 +180,14 @@ def resolve_env_id(env_id: str) -> str:
     """The gymnasium id to run: env_id itself, or the current version of a retired id (LunarLander-v2 -> v3).
     As in gym.make, `module:EnvName-v0` imports the module that registers the env first."""
     module, _, name = env_id.rpartition(":")
+    if "NoFrameskip" in name or name.startswith("ALE/"):
+        fail(f"{env_id} is an Atari game: train it with ppo_atari.py or dqn_atari.py")
     try:
         if module:
             importlib.import_module(module)
         elif name.startswith("Panda"):
-            import panda_gym  # noqa: F401  (registers the panda-gym environments of course unit 6)
+            with quiet_stdio():
+                import panda_gym  # noqa: F401  (registers the panda-gym environments of course unit 6)
         gym.spec(name)
         return env_id
     except gym.error.DeprecatedEnv:
@@ -190,8 +197,7 @@ def resolve_env_id(env_id: str) -> str:
         print(f"note: gymnasium {gym.__version__} retired {name}; running {current}, its current version")
         return f"{module}:{current}" if module else current
     except (gym.error.Error, ImportError) as error:
-        atari = " (Atari games run with ppo_atari.py)" if "NoFrameskip" in name or name.startswith("ALE/") else ""
-        fail(f"unknown env id {env_id!r}: {error}{atari}")
+        fail(f"unknown env id {env_id!r}: {error}")
 
 
 def supported_observation(space: gym.Space) -> bool:
@@ -204,7 +210,7 @@ def supported_observation(space: gym.Space) -> bool:
 
 def check_spaces(gym_id: str):
     try:
-        env = gym.make(gym_id)
+        env = make(gym_id)
     except Exception as error:  # e.g. a missing optional dependency of the environment
         fail(f"cannot create {gym_id} ({describe(error)})")
     observation_space, action_space = env.observation_space, env.action_space
@@ -213,6 +219,33 @@ def check_spaces(gym_id: str):
         fail(f"{gym_id} has observation space {observation_space}; {SCRIPT.name} handles Box, Discrete, Dict and Tuple")
     if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         fail(f"{gym_id} has action space {action_space}; {SCRIPT.name} handles Discrete and Box actions")
+
+
+@contextlib.contextmanager
+def quiet_stdio():
+    """What C code writes to the process's stdout and stderr meanwhile goes to /dev/null: pybullet prints its build
+    time and its arguments whenever panda-gym loads or connects it, which is no message for the user. An exception
+    still reaches the user, once the descriptors are back."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved, devnull = (os.dup(1), os.dup(2)), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        if sys.platform != "win32":
+            ctypes.CDLL(None).fflush(None)  # what C buffered goes to /dev/null too
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def make(gym_id: str, **kwargs) -> gym.Env:
+    """gym.make, keeping pybullet's output (panda-gym) off the terminal."""
+    with quiet_stdio() if gym_id.rpartition(":")[2].startswith("Panda") else contextlib.nullcontext():
+        return gym.make(gym_id, **kwargs)
 
 
 class SeededResets(gym.Wrapper):
@@ -240,14 +273,17 @@ def make_env(gym_id: str, idx: int = 0, video_folder: Path | None = None, evalua
         if multiprocessing.parent_process() is not None:  # an AsyncVectorEnv worker: Ctrl-C is the trainer's to handle
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if render and idx == 0:
-            env = gym.make(gym_id, render_mode="human")
+            env = make(gym_id, render_mode="human")
         elif video_folder is None or idx > 0:
-            env = gym.make(gym_id)
+            env = make(gym_id)
         else:
             trigger = (lambda episode: episode == 0) if evaluation else None
             prefix = "eval" if evaluation else "train"
-            env = gym.make(gym_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=trigger, name_prefix=prefix)
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames drawn off-screen: SDL needs no display
+            env = make(gym_id, render_mode="rgb_array")
+            with warnings.catch_warnings():  # the folder may exist: AsyncVectorEnv makes env 0 once to read its spaces
+                warnings.filterwarnings("ignore", ".*Overwriting existing videos")
+                env = gym.wrappers.RecordVideo(env, str(video_folder), episode_trigger=trigger, name_prefix=prefix)
         if evaluation and env.spec.max_episode_steps is None:
             env = gym.wrappers.TimeLimit(env, MAX_EVAL_STEPS)
         if gym_id.rpartition(":")[2].startswith("Panda"):
@@ -516,10 +552,13 @@ def push_to_hub(folder: Path, repo_id: str):
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")
 
 
-def report(returns: list[float]) -> tuple[float, float]:
-    """The evaluation line every script prints: mean, std and the course's result, mean - std."""
+def report(returns: list[float], env_id: str) -> tuple[float, float]:
+    """The evaluation line every script prints: mean, std and the course's result, mean - std, against the pass mark
+    of the course's unit where it has one for this env."""
     mean, std = float(np.mean(returns)), float(np.std(returns))
     line = f"mean_reward={mean:.2f} std_reward={std:.2f} result={mean - std:.2f}"
+    if env_id in PASS_MARKS:
+        line += f" ({'passes' if mean - std >= PASS_MARKS[env_id] else 'below'} the pass mark {PASS_MARKS[env_id]:g})"
     print(f"evaluation over {len(returns)} episodes: {line}")
     return mean, std
 
@@ -543,7 +582,7 @@ def finish(agent: Agent, args: Args, run_dir: Path, writer: SummaryWriter, devic
     returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device, video_folder)
     for idx, episodic_return in enumerate(returns):
         writer.add_scalar("eval/episodic_return", episodic_return, idx)
-    mean, std = report(returns)
+    mean, std = report(returns, args.env_id)
     results = dict(
         env_id=args.env_id,
         mean_reward=mean,

@@ -1,12 +1,16 @@
 """What a new user meets in every script: Ctrl-C keeps what was trained, preconditions are checked before any work,
 and the progress line tells how far a run is and how long it has left."""
 
+import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 from conftest import (
+    ROOT,
     assert_clean_error,
     assert_ok,
     assert_refused,
@@ -117,3 +121,33 @@ def test_render_without_a_display_says_so_in_one_line(script, tmp_path):
     no_display = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
     needles = ("--render needs a display", "--capture-video")
     assert_refused(script, "--render", "--eval-episodes", 1, needles=needles, cwd=tmp_path, env=no_display)
+
+
+@pytest.mark.parametrize(
+    "script, env_id, needles",
+    [
+        ("ppo.py", "ALE/Breakout-v5", ("is an Atari game", "ppo_atari.py")),
+        ("reinforce.py", "BreakoutNoFrameskip-v4", ("is an Atari game", "dqn_atari.py")),
+        ("ppo_atari.py", "Breakout-v5", ("did you mean ALE/Breakout-v5",)),
+        ("dqn_atari.py", "SpaceInvaders-v5", ("did you mean ALE/SpaceInvaders-v5",)),
+    ],
+)
+def test_an_env_id_for_another_script_or_namespace_names_the_right_one(script, env_id, needles, tmp_path):
+    assert_refused(script, "--env-id", env_id, needles=needles, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("script", ["a2c.py", "ppo.py"])
+def test_a_run_prints_its_progress_and_nothing_else(script, tmp_path):
+    """PandaReach with videos, where pybullet, SDL and RecordVideo would each print something that looks like a fault:
+    stderr stays empty and stdout holds the run's own lines only."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")}
+    command = [sys.executable, ROOT / script, "--env-id", "PandaReachDense-v3", "--total-timesteps", 80,
+               "--num-envs", 2, "--num-steps", 20, "--capture-video", "--eval-episodes", 1]  # fmt: skip
+    proc = subprocess.run(
+        list(map(str, command)), cwd=tmp_path, env=env | {"WANDB_MODE": "offline"}, capture_output=True, text=True
+    )
+    assert_ok(proc)
+    assert proc.stderr == ""
+    for line in proc.stdout.splitlines():
+        assert line.startswith(("run folder: ", "step ", "evaluation over ")), proc.stdout
+    assert (only_run_dir(tmp_path) / "videos" / "eval" / "eval-episode-0.mp4").is_file()

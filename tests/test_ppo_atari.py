@@ -342,5 +342,8 @@ def test_bad_checkpoints_are_refused(tmp_path):
     pong = dict(read_checkpoint(path), args={**vars(args), "env_id": "PongNoFrameskip-v4"})  # 6 actions, not 4
     torch.save(pong, tmp_path / "pong.pt")
     refused("--resume", tmp_path / "pong.pt", needles=("does not fit",))
+    longer = ppo_atari.check_args(ppo_atari.Args(resume=str(path), total_timesteps=4096))
+    assert (longer.total_timesteps, longer.num_iterations, longer.num_envs) == (4096, 32, 4)  # the run, for longer
+    refused("--resume", path, "--total-timesteps", 512, needles=("--total-timesteps 512 contradicts",))
     path.write_bytes(path.read_bytes()[:1000])  # truncated
     refused("--resume", path, needles=("cannot read checkpoint", "truncated"))

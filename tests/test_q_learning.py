@@ -258,6 +258,7 @@ def test_taxi_v3_defaults_pass_the_course_mark_and_package_for_the_hub(workdir):
     results = read_results(run_dir / "results.json")
     assert results["env_id"] == "Taxi-v3"
     assert results["mean_reward"] - results["std_reward"] >= 4.5
+    assert eval_line(proc.stdout).endswith("(passes the pass mark 4.5)")
     saved_args = read_results(run_dir / "hub" / "args.json")
     assert (saved_args["env_id"], saved_args["total_episodes"], saved_args["decay_rate"]) == ("Taxi-v3", 25_000, 0.005)
 

@@ -32,6 +32,8 @@ SHARED = {
     "supported_observation": [GYM],
     "check_spaces": [GYM],
     "SeededResets": [GYM],
+    "quiet_stdio": [GYM],
+    "make": [GYM],
     "make_env": [GYM],
     "env_action": [GYM],
     "compute_gae": [("ppo.py", "ppo_atari.py", "ppo_atari_multigpu.py", "a2c.py")],
