@@ -68,6 +68,9 @@ class Args:
     """CPU threads for torch (0: torch's default); on a 2-core CPU, 2 (the env threads sleep while torch works)"""
     env_threads: int = 1
     """C++ threads that step the games (0: one per core; at most one per env)"""
+    bf16: bool = False
+    """run the CNN under bfloat16 autocast, in the rollout and the update (the heads, log-probabilities, values and Adam
+    stay fp32): faster where the CPU or GPU has fast bf16, slower elsewhere (benchmarks/README.md: how to tell)"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -340,8 +343,9 @@ class QNetwork(nn.Module):
     initialisation, as in CleanRL's dqn_atari.py (same parameter names) and SB3's CnnPolicy. Frames arrive as uint8
     and become floats in [0, 1] on the device."""
 
-    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete):
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         self.network = nn.Sequential(
             nn.Conv2d(observation_space.shape[0], 32, 8, stride=4),
             nn.ReLU(),
@@ -359,8 +363,11 @@ class QNetwork(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Q(s, .): one value per action."""
-        return self.network(x.contiguous(memory_format=torch.channels_last).float() / 255.0)
+        """Q(s, .): one value per action. With bf16, the layers before the last run under bf16 autocast; the Q-values,
+        from which the TD targets and the loss are computed, are fp32."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.network[:-1](x.contiguous(memory_format=torch.channels_last).float() / 255.0)
+        return self.network[-1](features.float())
 
 
 # ALGO LOGIC: the replay memory, exploration and the TD loss
@@ -583,7 +590,7 @@ def load_agent(path: str, device: torch.device) -> tuple[QNetwork, Args]:
     saved = read_saved_args(path)
     saved.game, saved.repeat_action_probability = resolve_env_id(saved.env_id)
     envs = AtariGames(saved, 1)
-    agent = QNetwork(envs.single_observation_space, envs.single_action_space).to(device)
+    agent = QNetwork(envs.single_observation_space, envs.single_action_space, saved.bf16).to(device)
     envs.close()
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         fail(f"cannot load {path}: it is no model file (--save-model of {SCRIPT.name} writes runs/<run>/model.pt)")
@@ -759,7 +766,8 @@ def seed_everything(args: Args) -> torch.device:
 
 # PLUMBING: checkpoints, resuming, stopping on a signal
 CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
-    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
+    "torch_threads", "env_threads", "bf16", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every",
+    "resume",
 )  # fmt: skip
 
 
@@ -927,11 +935,11 @@ def main(args: Args):
     envs = AtariGames(args, args.num_envs, video_folder)
     action_space = envs.single_action_space
 
-    q_network = QNetwork(envs.single_observation_space, action_space).to(device)
+    q_network = QNetwork(envs.single_observation_space, action_space, args.bf16).to(device)
     # fused: Adam's update of all parameters in one kernel; the batch-32 updates are so small that it saves a large
     # part of each (benchmarks/ablation.py)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
-    target_network = QNetwork(envs.single_observation_space, action_space).to(device)
+    target_network = QNetwork(envs.single_observation_space, action_space, args.bf16).to(device)
     target_network.load_state_dict(q_network.state_dict())
     rb = ReplayBuffer(args.buffer_size, args.num_envs, envs.single_observation_space.shape[1:], device, args.seed)
     parts = dict(q_network=q_network, target_network=target_network, optimizer=optimizer, replay_buffer=rb)

@@ -67,6 +67,9 @@ class Args:
     """CPU threads for torch (0: torch's default); on a 2-core CPU, 2 (the env threads sleep while torch works)"""
     env_threads: int = 2
     """C++ threads that step the games (0: one per core); on a 2-core CPU, 2 (torch sleeps while they work)"""
+    bf16: bool = False
+    """run the CNN under bfloat16 autocast, in the rollout and the update (the heads, log-probabilities, values and Adam
+    stay fp32): faster where the CPU or GPU has fast bf16, slower elsewhere (benchmarks/README.md: how to tell)"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -351,8 +354,9 @@ class Agent(nn.Module):
     orthogonally initialised, as in CleanRL's ppo_atari.py (same parameter names). Frames arrive as uint8 and become
     floats in [0, 1] on the device."""
 
-    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete):
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Discrete, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         self.network = nn.Sequential(
             layer_init(nn.Conv2d(observation_space.shape[0], 32, 8, stride=4)),
             nn.ReLU(),
@@ -371,7 +375,11 @@ class Agent(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.contiguous(memory_format=torch.channels_last).float() / 255.0)
+        """The CNN's features; with bf16 computed under bf16 autocast, and handed to the heads as fp32, so that the
+        logits, log-probabilities, their ratio and the values are fp32."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.network(x.contiguous(memory_format=torch.channels_last).float() / 255.0)
+        return features.float()
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(x)).squeeze(-1)
@@ -518,7 +526,7 @@ def load_agent(path: str, device: torch.device) -> tuple[Agent, Args]:
     saved = read_saved_args(path)
     saved.game, saved.repeat_action_probability = resolve_env_id(saved.env_id)
     envs = AtariGames(saved, 1)
-    agent = Agent(envs.single_observation_space, envs.single_action_space).to(device)
+    agent = Agent(envs.single_observation_space, envs.single_action_space, saved.bf16).to(device)
     envs.close()
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         fail(f"cannot load {path}: it is no model file (--save-model of {SCRIPT.name} writes runs/<run>/model.pt)")
@@ -724,7 +732,8 @@ class NoWriter:
 
 # PLUMBING: checkpoints, resuming, stopping on a signal
 CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
-    "torch_threads", "env_threads", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every", "resume",
+    "torch_threads", "env_threads", "bf16", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every",
+    "resume",
 )  # fmt: skip
 
 
@@ -904,7 +913,7 @@ def main(args: Args):
     envs = AtariGames(args, args.local_num_envs, video_folder)
     action_space = envs.single_action_space
 
-    agent = Agent(envs.single_observation_space, action_space).to(device)
+    agent = Agent(envs.single_observation_space, action_space, args.bf16).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     checkpoints = Checkpoints(args, run_name, run_dir, rank, device, model=agent, optimizer=optimizer)
     global_step = checkpoints.restore(checkpoint, device) if checkpoint is not None else 0

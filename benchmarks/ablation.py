@@ -2,6 +2,7 @@
 
     python benchmarks/ablation.py                     # every script below, 2 runs of each variant (~25 min)
     python benchmarks/ablation.py --scripts ppo --runs 3
+    python benchmarks/ablation.py --scripts ppo_atari dqn_atari --variants bf16   # does --bf16 pay on this CPU?
 
 A script departs from the textbook form only where this table shows the departure saves at least 5% of its whole
 default run. Each "off" variant is the committed script with that one trick replaced by the textbook form (the
@@ -12,9 +13,11 @@ replacement text is below, applied to a copy in a temporary folder), so the rows
   batched pass after it (off: CleanRL's design, log pi(a|s) and V(s) kept from each rollout step's forward pass).
 - ppo_atari.py (Breakout, the default hyperparameters): whole-process steps/s over `--atari-steps` steps, which is
   what the default 10M-step run's hours follow. Tricks: channels-last weights and inputs (off: the default NCHW
-  layout), and scoring the rollout in one batched pass after it, as ppo.py does (off: CleanRL's design).
+  layout), and scoring the rollout in one batched pass after it, as ppo.py does (off: CleanRL's design); and the
+  `--bf16` option on (whether bfloat16 autocast pays depends on the CPU).
 - dqn_atari.py (SpaceInvaders, the default hyperparameters with learning from step 5,000): whole-process steps/s over
-  `--dqn-steps` steps. Tricks: channels-last (off: NCHW), and Adam's fused update (off: torch's default Adam).
+  `--dqn-steps` steps. Tricks: channels-last (off: NCHW), and Adam's fused update (off: torch's default Adam); and
+  the `--bf16` option on.
 """
 
 import argparse
@@ -63,6 +66,7 @@ DQN_FUSED_ADAM = (
     """    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)""",
     """    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)""",
 )
+BF16 = ("    bf16: bool = False\n", "    bf16: bool = True\n")  # the --bf16 option, on
 VARIANTS = {
     "ppo": (
         "ppo.py",
@@ -74,11 +78,16 @@ VARIANTS = {
     ),
     "ppo_atari": (
         "ppo_atari.py",
-        [("as committed", []), ("NCHW layout", CHANNELS_LAST), ("scores kept in the rollout", SCORES_IN_ROLLOUT)],
+        [
+            ("as committed", []),
+            ("NCHW layout", CHANNELS_LAST),
+            ("scores kept in the rollout", SCORES_IN_ROLLOUT),
+            ("bf16", [BF16]),
+        ],
     ),
     "dqn_atari": (
         "dqn_atari.py",
-        [("as committed", []), ("NCHW layout", CHANNELS_LAST), ("unfused Adam", [DQN_FUSED_ADAM])],
+        [("as committed", []), ("NCHW layout", CHANNELS_LAST), ("unfused Adam", [DQN_FUSED_ADAM]), ("bf16", [BF16])],
     ),
 }
 
@@ -104,6 +113,7 @@ def whole_process(path: Path, flags: list[str], workdir: Path) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scripts", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", help="only these variants (by label) beside the script as committed")
     parser.add_argument("--runs", type=int, default=2, help="runs of each variant, interleaved (median reported)")
     parser.add_argument("--atari-steps", type=int, default=20_480, help="steps of each ppo_atari.py run")
     parser.add_argument("--dqn-steps", type=int, default=20_000, help="steps of each dqn_atari.py run")
@@ -116,6 +126,8 @@ def main():
     tables = []
     for name in options.scripts:
         script, variants = VARIANTS[name]
+        if options.variants:
+            variants = [(label, r) for label, r in variants if label == "as committed" or label in options.variants]
         times = {label: [] for label, _ in variants}
         with tempfile.TemporaryDirectory() as folder:
             paths = {}

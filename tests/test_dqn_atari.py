@@ -460,3 +460,28 @@ def test_bad_checkpoints_are_refused(tmp_path):
     refused("--resume", tmp_path / "breakout.pt", needles=("does not fit",))
     path.write_bytes(path.read_bytes()[:5000])  # truncated
     refused("--resume", path, needles=("cannot read checkpoint", "truncated"))
+
+
+# ======================================================================================================================
+# --bf16: the CNN under bfloat16 autocast, the Q-values and TD targets in fp32
+# ======================================================================================================================
+def test_bf16_runs_the_cnn_in_bf16_and_keeps_q_values_and_td_targets_in_fp32():
+    q_network = dqn_atari.QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6), bf16=True)
+    conv_outputs = []
+    q_network.network[0].register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    rewards, terminated = torch.randn(8), torch.zeros(8)
+    q_values = q_network(obs)
+    assert conv_outputs == [torch.bfloat16] and q_values.dtype == torch.float32
+    assert dqn_atari.td_target(rewards, q_network(obs), terminated, 0.99).dtype == torch.float32
+    actions = torch.randint(0, 6, (8,))
+    loss, mean_q = dqn_atari.dqn_loss(q_network, q_network, dqn_atari.Args(), obs, actions, rewards, terminated, obs)
+    assert loss.dtype == mean_q.dtype == torch.float32
+    loss.backward()
+    assert {p.grad.dtype for p in q_network.parameters()} == {torch.float32}
+
+
+def test_bf16_smoke_run(tmp_path):
+    proc = run_script("dqn_atari.py", *TINY, "--bf16", "--save-model", cwd=tmp_path)
+    assert_ok(proc)
+    assert read_results(only_run_dir(tmp_path) / "results.json")["n_evaluation_episodes"] == 2

@@ -24,6 +24,7 @@ from conftest import (
     assert_ok,
     assert_refused,
     assert_upload_needs_a_token,
+    eval_line,
     only_run_dir,
     read_results,
     read_scalars,
@@ -347,3 +348,39 @@ def test_bad_checkpoints_are_refused(tmp_path):
     refused("--resume", path, "--total-timesteps", 512, needles=("--total-timesteps 512 contradicts",))
     path.write_bytes(path.read_bytes()[:1000])  # truncated
     refused("--resume", path, needles=("cannot read checkpoint", "truncated"))
+
+
+# ======================================================================================================================
+# --bf16: the CNN under bfloat16 autocast, what decides learning in fp32
+# ======================================================================================================================
+def test_bf16_runs_the_cnn_in_bf16_and_keeps_the_ratio_values_and_gradients_in_fp32():
+    spaces = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4)
+    agent = ppo_atari.Agent(*spaces, bf16=True)
+    conv_outputs = []
+    agent.network[0].register_forward_hook(lambda module, inputs, output: conv_outputs.append(output.dtype))
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    action, logprob, entropy, value = agent.get_action_and_value(obs)
+    assert conv_outputs == [torch.bfloat16]
+    assert logprob.dtype == entropy.dtype == value.dtype == torch.float32
+    old = logprob.detach() + 0.1 * torch.randn(8)
+    loss, stats = ppo_atari.ppo_loss(agent, ppo_atari.Args(), obs, action, old, torch.randn(8), torch.randn(8), value)
+    assert loss.dtype == torch.float32 and {v.dtype for v in stats.values()} == {torch.float32}  # ratio, KL, clipfrac
+    loss.backward()
+    assert {p.grad.dtype for p in agent.parameters()} == {torch.float32}  # Adam's moments follow the fp32 parameters
+    fp32 = ppo_atari.Agent(*spaces)
+    fp32.load_state_dict(agent.state_dict())
+    _, logprob32, _, value32 = fp32.get_action_and_value(obs, action)
+    torch.testing.assert_close(logprob.detach(), logprob32.detach(), atol=0.02, rtol=0.0)  # the same policy, rounded
+    torch.testing.assert_close(value.detach(), value32.detach(), atol=0.05, rtol=0.0)
+
+
+def test_bf16_smoke_run_is_repeatable(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        proc = run_script("ppo_atari.py", *TINY, "--bf16", "--save-model", cwd=tmp_path / name)
+        assert_ok(proc)
+        runs.append((eval_line(proc.stdout), torch.load(only_run_dir(tmp_path / name) / "model.pt", weights_only=True)))
+    assert runs[0][0] == runs[1][0]
+    for name, tensor in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], tensor, rtol=0, atol=0)
