@@ -85,7 +85,7 @@ def sb3(python: str, algo: str, config: dict) -> tuple[float, int]:
 def sb3_python() -> str:
     python = SB3_VENV / "bin" / "python"
     if not python.exists():
-        subprocess.run(["python3.11", "-m", "venv", str(SB3_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(SB3_VENV)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *SB3_PACKAGES], check=True)
     return str(python)
 
