@@ -8,11 +8,11 @@ https://www.nature.com/articles/nature14236; `--double-dqn`: van Hasselt et al. 
 Defaults are those of the RL Zoo configuration that course unit 3 trains SpaceInvadersNoFrameskip-v4 with; the agent
 acts uniformly at random until learning starts.
 
-The games run in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing (see AtariGames). The agent
-learns from rewards clipped to their sign and treats a lost life as the end of an episode; `charts/episodic_return`
-and the evaluation are the raw scores of whole games. The replay memory stores each frame once and rebuilds the
-4-frame stacks of s and s' when it samples (see ReplayBuffer); a checkpoint holds it too, so that a resumed run goes
-on learning at once.
+The games run in C++ threads (ale_py's AtariVectorEnv), played as SB3 and CleanRL play them (see AtariGames). The agent
+learns from rewards clipped to their sign and treats a lost life as the end of an episode; `charts/episodic_return` and
+the evaluation are the raw scores of whole games. The replay memory stores each frame once and rebuilds the 4-frame
+stacks of s and s' when it samples (see ReplayBuffer); a checkpoint holds it too, so that a resumed run goes on learning
+at once.
 
 Run:
     python dqn_atari.py                                       # SpaceInvadersNoFrameskip-v4, 10M steps
@@ -66,8 +66,6 @@ class Args:
     """if toggled, CUDA is used when available"""
     torch_threads: int = 2
     """CPU threads for torch (0: torch's default); on a 2-core CPU, 2 (the env threads sleep while torch works)"""
-    env_threads: int = 1
-    """C++ threads that step the games (0: one per core; at most one per env)"""
     bf16: bool = False
     """run the CNN under bfloat16 autocast, in the rollout and the update (the heads, log-probabilities, values and Adam
     stay fp32): faster where the CPU or GPU has fast bf16, slower elsewhere (benchmarks/README.md: how to tell)"""
@@ -189,8 +187,8 @@ def check_args(args: Args) -> Args:
         fail(f"--learning-starts must be >= 0, got {args.learning_starts}")
     if args.eval_episodes < 0:
         fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.torch_threads < 0 or args.env_threads < 0:
-        fail(f"--torch-threads and --env-threads must be >= 0, got {args.torch_threads} and {args.env_threads}")
+    if args.torch_threads < 0:
+        fail(f"--torch-threads must be >= 0, got {args.torch_threads}")
     if args.checkpoint_every < 0:
         fail(f"--checkpoint-every must be >= 0 steps, got {args.checkpoint_every}")
     if args.buffer_size < args.batch_size or args.buffer_size // args.num_envs < ReplayBuffer.MIN_SLOTS:
@@ -259,15 +257,18 @@ class VideoWriter:
 
 
 class AtariGames:
-    """`num_envs` Atari games in C++ threads (ale_py's AtariVectorEnv) with the DeepMind preprocessing: frame skip 4
-    with a max-pool over the last two frames, 84x84 grayscale, 4 stacked frames, up to 30 no-op starts, FIRE on
-    reset and the 108k-frame cap. The games are whole (all lives) and their rewards raw; step() derives the learning
-    signals from them, as CleanRL's EpisodicLifeEnv and ClipRewardEnv do: the reward sign(r); terminated at game over
-    or a lost life (the game goes on); truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
-    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. (The vector
-    env's own episodic_life restarts the game at a life loss and its reward_clipping hides the score: both are off.)
-    With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games that gymnasium's
-    capped cubic schedule picks, or the first game of an evaluation."""
+    """`num_envs` Atari games, each in a C++ thread of its own (ale_py's AtariVectorEnv), played as the references
+    play them (SB3's AtariWrapper, CleanRL's ppo_atari.py): frame skip 4 with a max-pool over the last two frames,
+    84x84 grayscale, 1-30 no-op frames at the start of a game, the 108k-frame cap, 4 stacked frames. The games are
+    whole (all lives) and their rewards raw; step() derives the learning signals from them: the reward sign(r);
+    terminated at game over or a lost life; truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
+    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. Where an
+    episode ends, the game plays the references' reset steps before the agent acts again (after a lost life a no-op;
+    in games with FIRE, then FIRE and action 2) and the frame stack restarts: zeros, then the newest frame;
+    infos["final_obs"] is the observation the episode ended on. (The vector env's own episodic_life restarts the game
+    at a lost life, its FIRE reset presses FIRE at the start of a game only, and its reward_clipping hides the score:
+    all three are off.) With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games
+    that gymnasium's capped cubic schedule picks, or the first game of an evaluation."""
 
     def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
@@ -275,16 +276,19 @@ class AtariGames:
             frameskip=4,
             maxpool=True,
             noop_max=30,
-            use_fire_reset=True,
+            use_fire_reset=False,
             max_num_frames_per_episode=MAX_FRAMES,
             episodic_life=False,
             reward_clipping=False,
             autoreset_mode="SameStep",
         )
-        threads = min(args.env_threads, num_envs)
-        self.envs = AtariVectorEnv(args.game, num_envs, num_threads=threads, stack_num=4, **rules)
-        self.single_observation_space = self.envs.single_observation_space
-        self.single_action_space = self.envs.single_action_space
+        # one vector env a game, so that a game can play its reset steps while the others wait
+        self.games = [AtariVectorEnv(args.game, 1, num_threads=1, stack_num=1, **rules) for _ in range(num_envs)]
+        self.single_action_space = self.games[0].single_action_space
+        self.single_observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        has_fire = ale_py.Action.FIRE in self.games[0].ale.get_action_set()  # then it is action 1, as in every game
+        self.serve = [1, 2] if has_fire else []  # FIRE, then action 2: the references' FireResetEnv
+        self.stack = np.zeros((num_envs, 4, 84, 84), dtype=np.uint8)
         self.lives = np.zeros(num_envs, dtype=np.int32)
         self.video_folder, self.evaluation, self.twin, self.video = video_folder, evaluation, None, None
         if video_folder is not None:
@@ -293,33 +297,60 @@ class AtariGames:
 
     def reset(self, seed: int):
         """Env i plays its games from seed + i."""
-        obs, infos = self.envs.reset(seed=seed)
-        self.lives = infos["lives"]
         if self.twin is not None:
             frames, _ = self.twin.reset(seed=seed)
             self.game = 0
             self.start_video(frames)
-        return obs, infos
+        for i, game in enumerate(self.games):
+            frame, infos = game.reset(seed=seed + i)
+            self.lives[i] = infos["lives"][0]
+            self.restart(i, frame[0], self.serve)
+        return self.stack, {}
 
     def step(self, actions: np.ndarray):
-        obs, reward, terminated, truncated, infos = self.envs.step(actions)
+        for game, action in zip(self.games, actions):
+            game.send(action[None])
+        frames, reward, terminated, truncated, infos = zip(*(game.recv() for game in self.games))
+        frames, reward, terminated, truncated = map(np.concatenate, (frames, reward, terminated, truncated))
         game_over = terminated | truncated
-        life_lost = (infos["lives"] < self.lives) & ~game_over  # a new game shows full lives: not a loss
-        self.lives = infos["lives"]
-        if self.twin is not None and (self.video is not None or not self.evaluation):
-            self.record(actions[:1], game_over[0])
-        infos["raw_reward"], infos["game_over"] = reward.astype(np.float64), game_over
-        return obs, np.sign(reward).astype(np.float32), terminated | life_lost, truncated, infos
+        reached = np.stack(
+            [info["final_obs"][0] if "final_obs" in info else frame for frame, info in zip(frames, infos)]
+        )
+        self.stack = np.concatenate([self.stack[:, 1:], reached], axis=1)  # the observation each step reached
+        lives = np.array([info["lives"][0] for info in infos])
+        life_lost = (lives < self.lives) & ~game_over  # a new game shows full lives: not a loss
+        self.lives = lives
+        self.follow(actions[0], game_over[0])
+        infos = dict(final_obs=self.stack.copy(), raw_reward=reward.astype(np.float64), game_over=game_over)
+        for i in np.flatnonzero(game_over | life_lost):  # an episode ended: reset steps, a new stack
+            score, ended = self.restart(i, frames[i], self.serve if game_over[i] else [0, *self.serve])
+            infos["raw_reward"][i] += score
+            game_over[i] |= ended
+        return self.stack, np.sign(reward).astype(np.float32), terminated | life_lost, truncated, infos
 
-    def start_video(self, frames: np.ndarray):
-        wanted = self.game == 0 if self.evaluation else capped_cubic_video_schedule(self.game)
-        if wanted:
-            prefix = "eval" if self.evaluation else "train"
-            self.video = VideoWriter(self.video_folder / f"{prefix}-episode-{self.game}.mp4")
-            self.video.write(frames[0, 0])
+    def restart(self, i: int, frame: np.ndarray, steps: list[int]) -> tuple[float, bool]:
+        """Game i plays `steps`, which the agent does not see, and its frame stack restarts from the frame they end on:
+        the score they made, and whether a game ended in them (the next game then plays the serve of its own)."""
+        score, ended, steps = 0.0, False, list(steps)
+        while steps:
+            action = np.array([steps.pop(0)])
+            frames, reward, terminated, truncated, infos = self.games[i].step(action)
+            frame = frames[0]
+            score += float(reward[0])
+            self.lives[i] = infos["lives"][0]
+            if i == 0:
+                self.follow(action[0], terminated[0] or truncated[0])
+            if terminated[0] or truncated[0]:
+                ended, steps = True, list(self.serve)
+        self.stack[i] = 0
+        self.stack[i, -1:] = frame
+        return score, ended
 
-    def record(self, action: np.ndarray, game_over: bool):
-        frames, _, _, _, infos = self.twin.step(action)
+    def follow(self, action: int, game_over: bool):
+        """The twin plays env 0's step and records it, until the video of an evaluation is done."""
+        if self.twin is None or (self.evaluation and self.video is None):
+            return
+        frames, _, _, _, infos = self.twin.step(np.array([action]))
         if self.video is not None:
             self.video.write((infos["final_obs"] if game_over else frames)[0, 0])
         if game_over:
@@ -329,10 +360,18 @@ class AtariGames:
             self.game += 1
             self.start_video(frames)
 
+    def start_video(self, frames: np.ndarray):
+        wanted = self.game == 0 if self.evaluation else capped_cubic_video_schedule(self.game)
+        if wanted:
+            prefix = "eval" if self.evaluation else "train"
+            self.video = VideoWriter(self.video_folder / f"{prefix}-episode-{self.game}.mp4")
+            self.video.write(frames[0, 0])
+
     def close(self):
         if self.video is not None:
             self.video.close()
-        self.envs.close()
+        for game in self.games:
+            game.close()
         if self.twin is not None:
             self.twin.close()
 
@@ -378,11 +417,11 @@ class ReplayBuffer:
     the observation s_i and, once the env has stepped, the action a_i, the clipped reward r_i and whether the step
     ended an episode for learning (`terminated`: game over or a lost life). The transition of slot i is s_i = frames
     i-3..i and s' = frames i-2..i+1, so that the stacks cost one frame per step instead of eight. `age` (steps since
-    the first frame of the game, capped at 3) tells which frames of a stack come from an earlier game: those read as
-    zeros, exactly as the env pads the first observation of a game. When a game ends, its final frame takes a slot of
-    its own (the s' of the last transition, from which a game cut by the frame cap bootstraps) and the first frame of
-    the next game the slot after it; a lost life does not break the stream, as the env's stacks do not. A slot is
-    sampled once its successor exists and until one of the 3 frames before it is overwritten. The memory is on the
+    the first frame of the episode, capped at 3) tells which frames of a stack come from an earlier episode: those read
+    as zeros, exactly as the env restarts its stack. When an episode ends (a game over, a lost life or the frame cap),
+    its final frame takes a slot of its own (the s' of the last transition, from which an episode cut by the frame cap
+    bootstraps) and the first frame of the next episode the slot after it. A slot is sampled once its successor exists
+    and until one of the 3 frames before it is overwritten. The memory is on the
     host; sampled minibatches go to `device`.
     """
 
@@ -421,16 +460,16 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.slots
         self.write(self.pos, self.envs, first_frames, 0)
 
-    def add(self, actions, rewards, terminated, next_frames, game_over, final_obs):
+    def add(self, actions, rewards, terminated, next_frames, ended, final_obs):
         """One step of every env: the action, clipped reward and flag of the newest slot, then the newest frame of s'
-        (next_frames; where game_over, next_frames[e] is the first frame of the next game and the final observation
-        final_obs[e] gives the last frame of the game that ended)."""
+        (next_frames; where an episode ended, next_frames[e] is the first frame of the next episode and the final
+        observation final_obs[e] gives the last frame of the episode that ended)."""
         p, envs = self.pos, self.envs
         self.actions[p, envs], self.rewards[p, envs], self.terminated[p, envs] = actions, rewards, terminated
         successor = (p + 1) % self.slots
         age = np.minimum(self.age[p, envs] + 1, 3)
-        ended = np.flatnonzero(game_over)
-        if len(ended):  # the final frame of a game, then the next game's first frame in the slot after it
+        ended = np.flatnonzero(ended)
+        if len(ended):  # the final frame of an episode, then the next episode's first frame in the slot after it
             self.write(successor[ended], ended, final_obs[ended, -1], age[ended])
             successor[ended] = (successor[ended] + 1) % self.slots
             age[ended] = 0
@@ -766,7 +805,7 @@ def seed_everything(args: Args) -> torch.device:
 
 # PLUMBING: checkpoints, resuming, stopping on a signal
 CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; the rest is the checkpoint's
-    "torch_threads", "env_threads", "bf16", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every",
+    "torch_threads", "bf16", "cuda", "track", "wandb_project_name", "wandb_entity", "checkpoint_every",
     "resume",
 )  # fmt: skip
 
@@ -968,11 +1007,11 @@ def main(args: Args):
             epsilon = 1.0
         actions = epsilon_greedy(q_network, torch.as_tensor(obs, device=device), epsilon, int(action_space.n))
         # a game cut by the frame cap is truncated, not terminated: its TD target bootstraps from the final observation
-        next_obs, rewards, terminated, _, infos = envs.step(actions)
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
 
-        # ALGO LOGIC: store (s, a, r, terminated, s'), s' the final observation where a game ended; the buffer takes
-        # the newest frame of each observation only
-        rb.add(actions, rewards, terminated, next_obs[:, -1], infos["game_over"], infos.get("final_obs"))
+        # ALGO LOGIC: store (s, a, r, terminated, s'), s' the final observation where an episode ended; the buffer
+        # takes the newest frame of each observation only
+        rb.add(actions, rewards, terminated, next_obs[:, -1], terminated | truncated, infos["final_obs"])
         obs = next_obs
 
         # logging: every game that ended, in every env (raw scores of whole games, all lives)

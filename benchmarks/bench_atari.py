@@ -1,7 +1,7 @@
 """ppo_atari.py and dqn_atari.py against Stable-Baselines3, same hyperparameters, one after the other on this machine.
 
     python benchmarks/bench_atari.py                      # speed (medians of 3) and replay memory (~35 min)
-    python benchmarks/bench_atari.py --threads            # also: the torch / env thread split of ppo_atari.py
+    python benchmarks/bench_atari.py --threads            # also: ppo_atari.py's torch threads
     python benchmarks/bench_atari.py --torchrun           # also: ppo_atari_multigpu.py on 2 processes, all-reduce cost
     python benchmarks/bench_atari.py --breakdown          # also: where a ppo_atari.py process spends its time
     python benchmarks/bench_atari.py --algos ppo --ppo-steps 102400 --repeat 1 --skip-memory   # a longer PPO row
@@ -152,14 +152,13 @@ def memory(python: str, sizes=(10_000, 30_000)):
 
 
 def thread_split():
-    print("\n### ppo_atari.py: torch threads x env threads (10,240 steps, whole process)\n", flush=True)
-    print("| torch threads | env threads | OMP_WAIT_POLICY | SPS |")
-    print("|---|---|---|---|")
-    for torch_threads, env_threads, policy in ((2, 2, ""), (2, 1, ""), (1, 2, ""), (1, 1, ""), (2, 2, "PASSIVE")):
+    print("\n### ppo_atari.py: torch threads (10,240 steps, whole process; each game has a C++ thread)\n", flush=True)
+    print("| torch threads | OMP_WAIT_POLICY | SPS |")
+    print("|---|---|---|")
+    for torch_threads, policy in ((2, ""), (1, ""), (2, "PASSIVE")):
         env = {"OMP_WAIT_POLICY": policy} if policy else None
-        wall, _ = ours("ppo", PPO, "--torch-threads", str(torch_threads), "--env-threads", str(env_threads), env=env)
-        print(f"| {torch_threads} | {env_threads} | {policy or 'default'} | {PPO['total_timesteps'] / wall:.0f} |",
-              flush=True)  # fmt: skip
+        wall, _ = ours("ppo", PPO, "--torch-threads", str(torch_threads), env=env)
+        print(f"| {torch_threads} | {policy or 'default'} | {PPO['total_timesteps'] / wall:.0f} |", flush=True)
 
 
 def breakdown(repeat: int = 3):
@@ -186,7 +185,7 @@ def breakdown(repeat: int = 3):
     ]
     loop = [
         ("policy forwards (128 x batch 8, inference mode)", "forwards"),
-        ("game steps (128 x 8 games, 2 C++ threads)", "game_steps"),
+        ("game steps (128 x 8 games, a C++ thread each)", "game_steps"),
         ("advantages (GAE) and bootstrap values", "advantages"),
         ("updates (4 epochs x 4 minibatches of 256)", "updates"),
     ]
@@ -294,18 +293,18 @@ def torchrun_speed(steps: int = 20_480):
     print(
         f"\n### ppo_atari.py, and ppo_atari_multigpu.py on 2 processes (8 envs in all, {steps:,} steps)\n", flush=True
     )
-    print("| processes | torch threads each | env threads each | wall | SPS |")
-    print("|---|---|---|---|---|")
+    print("| processes | torch threads each | wall | SPS |")
+    print("|---|---|---|---|")
     config = PPO | dict(total_timesteps=steps)
     for processes, threads in ((1, 2), (2, 1)):
-        extra = ["--torch-threads", str(threads), "--env-threads", str(threads)]
+        extra = ["--torch-threads", str(threads)]
         if processes == 1:
             wall, _ = ours("ppo", config, *extra)
         else:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
             script = [str(ROOT / "ppo_atari_multigpu.py"), *flags("ppo", config), "--eval-episodes", "0", *extra]
             wall, _ = timed(launcher + script, {"OMP_NUM_THREADS": "1"})
-        print(f"| {processes} | {threads} | {threads} | {wall:.1f} s | {steps / wall:.0f} |", flush=True)
+        print(f"| {processes} | {threads} | {wall:.1f} s | {steps / wall:.0f} |", flush=True)
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as folder:

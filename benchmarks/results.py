@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 RL_ZOO = "RL Zoo (rl-baselines3-zoo benchmark)"
+NO_SERVE = "3e1bc43"  # the last commit whose Atari games did not play the references' reset steps after a lost life
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Task:
     extra_env: dict = field(default_factory=dict)
     peer: tuple[str, dict] | None = None  # SB3's algorithm and the bench_atari config it trains with (same budget)
     peer_seeds: list[int] = field(default_factory=list)
+    commit: str = ""  # run the script as it was at this commit instead (a comparison with an earlier version)
 
 
 TASKS = [
@@ -80,6 +82,13 @@ TASKS = [
          None, f"CleanRL ppo_atari.py: 414.66 +/- 28.09 at 10M; {RL_ZOO} PPO: 398.0 +/- 33.3 at 10M",
          "10% of the default budget and of the references' (neither publishes a figure at 1M)",
          peer=("ppo", bench_atari.PPO | dict(total_timesteps=1_000_000)), peer_seeds=[1]),
+    Task("ppo_atari-breakout-409k", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3], None,
+         "the same budget before the reset steps: the next row", "the budget at which a run can stay at random level "
+         "when the agent must learn to serve after a lost life", peer=("ppo", bench_atari.PPO |
+         dict(total_timesteps=409_600)), peer_seeds=[1]),
+    Task("ppo_atari-breakout-409k-noserve", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3],
+         None, "the previous row", f"ppo_atari.py as it was at {NO_SERVE}, before the reset steps after a lost life "
+         "(the game went on without FIRE, and the frame stack ran on)", commit=NO_SERVE),
     Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
          "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps",
@@ -113,7 +122,11 @@ def train(task: Task, seed: int):
     workdir = RESULTS / "runs" / task.name / f"seed{seed}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    command = [sys.executable, str(ROOT / task.script), *task.args, "--seed", str(seed)]
+    script = ROOT / task.script
+    if task.commit:  # the script is one file: as it was then, run beside the run's folder
+        script = workdir / task.script
+        script.write_text(git("show", f"{task.commit}:{task.script}"))
+    command = [sys.executable, str(script), *task.args, "--seed", str(seed)]
     print(f"[{time.strftime('%H:%M:%S')}] {task.name} seed {seed}: {' '.join(command[1:])}", flush=True)
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", **task.extra_env}
     start = time.time()
@@ -129,7 +142,7 @@ def train(task: Task, seed: int):
         task=task.name, seed=seed, command=" ".join([task.script, *task.args, "--seed", str(seed)]),
         wall_s=round(wall, 1), sps=sps, mean_reward=evaluation["mean_reward"], std_reward=evaluation["std_reward"],
         n_evaluation_episodes=evaluation["n_evaluation_episodes"], date=time.strftime("%Y-%m-%d"),
-        machine=machine(), curve=curve,
+        machine=machine(), commit=task.commit or commit(task.script), curve=curve,
     )  # fmt: skip
     data_path(task, seed).parent.mkdir(parents=True, exist_ok=True)
     data_path(task, seed).write_text(json.dumps(summary))
@@ -167,11 +180,22 @@ def record_peer(task: Task, seed: int, out: Path, wall: float):
         task=task.name, seed=seed, command=f"benchmarks/sb3_atari.py {algo} '{json.dumps(config)}' out",
         wall_s=round(wall, 1), sps=round(config["total_timesteps"] / wall), mean_reward=evaluation["mean_reward"],
         std_reward=evaluation["std_reward"], n_evaluation_episodes=evaluation["n_evaluation_episodes"],
-        date=time.strftime("%Y-%m-%d"), machine=machine(), curve=json.loads((out / "curve.json").read_text()),
+        date=time.strftime("%Y-%m-%d"), machine=machine(), commit=commit("benchmarks/sb3_atari.py"),
+        curve=json.loads((out / "curve.json").read_text()),
     )  # fmt: skip
     peer_path(task, seed).write_text(json.dumps(summary))
     mean, std = summary["mean_reward"], summary["std_reward"]
     print(f"    SB3: {mean:.2f} +/- {std:.2f} (result {mean - std:.2f}) in {wall:.0f} s")
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def commit(path: str) -> str:
+    """The commit the run's code comes from, marked "+changes" where the file differs from it."""
+    head = git("rev-parse", "--short", "HEAD").strip()
+    return head + ("+changes" if git("status", "--porcelain", "--", path).strip() else "")
 
 
 def machine() -> str:

@@ -1,8 +1,11 @@
 """Tiny environments for the tests, registered on import: `gym.make("tests.fake_envs:FixedLength-v0")`; and
 ScriptedAtariGames, a stand-in for AtariVectorEnv whose scores are known."""
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
+from ale_py import Action
 
 
 class FixedLengthEnv(gym.Env):
@@ -46,15 +49,15 @@ gym.register("TextObservation-v0", entry_point=TextObservationEnv)
 
 
 class ScriptedAtariGames:
-    """A stand-in for AtariVectorEnv (same interface, SAME_STEP autoreset) with known scores. A game has 3 lives; env i
-    loses a life every 4 + i steps; every step scores 10 raw points (1 once clipped). The frame cap truncates a game
-    after max_num_frames_per_episode / 4 steps."""
+    """A stand-in for AtariVectorEnv (same interface, SAME_STEP autoreset, no FIRE) with known scores. A game has 3
+    lives; a game seeded s loses a life every 4 + s % 2 of its steps; every step scores 10 raw points (1 once clipped).
+    The frame cap truncates a game after max_num_frames_per_episode / 4 steps."""
 
     def __init__(self, game, num_envs, *, max_num_frames_per_episode=108_000, stack_num=4, **kwargs):
         self.num_envs, self.max_steps = num_envs, max_num_frames_per_episode // 4
-        self.life_steps = 4 + np.arange(num_envs)
         self.single_observation_space = gym.spaces.Box(0, 255, (stack_num, 84, 84), np.uint8)
         self.single_action_space = gym.spaces.Discrete(4)
+        self.ale = SimpleNamespace(get_action_set=lambda: [Action.NOOP, Action.UP, Action.RIGHT, Action.LEFT])
         self.rng = np.random.default_rng(0)
 
     def frames(self):
@@ -63,8 +66,9 @@ class ScriptedAtariGames:
     def lives(self):
         return (3 - self.t // self.life_steps).astype(np.int32)
 
-    def reset(self, seed=None, options=None):
+    def reset(self, seed=0, options=None):
         self.t = np.zeros(self.num_envs, dtype=np.int64)
+        self.life_steps = 4 + (seed + np.arange(self.num_envs)) % 2
         return self.frames(), {"lives": self.lives()}
 
     def step(self, actions):
@@ -78,6 +82,12 @@ class ScriptedAtariGames:
             self.t[terminated | truncated] = 0
         infos["lives"] = self.lives()
         return self.frames(), reward, terminated, truncated, infos
+
+    def send(self, actions):
+        self.sent = actions
+
+    def recv(self):
+        return self.step(self.sent)
 
     def close(self):
         pass

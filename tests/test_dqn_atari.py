@@ -159,24 +159,26 @@ def test_sampling_is_uniform_over_stored_transitions_only():
 
 def test_buffer_rebuilds_the_observations_of_real_games():
     """On a real ROM, every stored transition's s and s' are the observations AtariVectorEnv returned: zero-padded
-    stacks at the start of a game, stacks that run on across lost lives, the final observation where a game ends."""
-    args = dqn_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", env_threads=1, num_envs=2)
+    stacks at the start of an episode (a game or a life), the final observation where an episode ends."""
+    args = dqn_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", num_envs=2)
     envs = dqn_atari.AtariGames(args, 2)
     rb = dqn_atari.ReplayBuffer(4000, 2, (84, 84), torch.device("cpu"), seed=0)  # no wrap-around: all are kept
     obs, _ = envs.reset(seed=3)
     rb.start(obs[:, -1])
-    rng, reference, game_ends = np.random.default_rng(0), {}, 0
+    rng, reference, game_ends, life_ends = np.random.default_rng(0), {}, 0, 0
     for t in range(1500):
         actions = rng.integers(0, 4, 2)
-        next_obs, _, terminated, _, infos = envs.step(actions)
+        next_obs, _, terminated, truncated, infos = envs.step(actions)
         keys = np.array([2 * t, 2 * t + 1], np.float32)  # stored as rewards: they name the transitions
-        rb.add(actions, keys, terminated, next_obs[:, -1], infos["game_over"], infos.get("final_obs"))
+        ended = terminated | truncated
+        rb.add(actions, keys, terminated, next_obs[:, -1], ended, infos["final_obs"])
         for i in range(2):
-            reference[2 * t + i] = (obs[i], infos["final_obs"][i] if infos["game_over"][i] else next_obs[i])
+            reference[2 * t + i] = (obs[i], infos["final_obs"][i] if ended[i] else next_obs[i])
         game_ends += int(infos["game_over"].sum())
+        life_ends += int((ended & ~infos["game_over"]).sum())
         obs = next_obs
     envs.close()
-    assert game_ends >= 4  # random play loses a game of Breakout in a few hundred steps
+    assert game_ends >= 4 and life_ends >= 4 * game_ends  # random play loses a game of Breakout in a few hundred steps
     stored_obs, _, keys, _, stored_next = rb.get(np.flatnonzero(rb.valid.reshape(-1)))
     assert sorted(keys.int().tolist()) == list(range(3000))
     for j, key in enumerate(keys.int().tolist()):
@@ -276,8 +278,9 @@ def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
     dqn_atari.main(dqn_atari.check_args(args))
     scalars = read_scalars(only_run_dir(tmp_path))
     games = sorted(zip(*([v for _, v in scalars[f"charts/episodic_{k}"]] for k in ("return", "length"))))
-    assert set(games) == {(120.0, 12.0), (140.0, 14.0)}
-    assert len(games) == 200 // 12 + 200 // 14
+    # 12 and 14 game steps, of which a no-op after each of 2 lost lives is not the agent's
+    assert set(games) == {(120.0, 10.0), (140.0, 12.0)}
+    assert len(games) == 200 // 10 + 200 // 12
     assert sorted(v for _, v in scalars["eval/episodic_return"]) == [120.0, 140.0]
     assert {"losses/td_loss", "losses/q_values"} <= set(scalars)
 

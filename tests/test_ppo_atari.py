@@ -38,7 +38,7 @@ TINY = ("--total-timesteps", 128, "--num-envs", 2, "--num-steps", 32, "--num-min
 
 
 def scripted_args(**overrides):
-    args = ppo_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", env_threads=1, torch_threads=1)
+    args = ppo_atari.Args(env_id="BreakoutNoFrameskip-v4", game="breakout", torch_threads=1)
     for key, value in overrides.items():
         setattr(args, key, value)
     return args
@@ -74,51 +74,74 @@ def test_learning_signals_of_scripted_games(monkeypatch):
     truncated = np.array([r[3] for r in rows])
     game_over = np.array([r[4]["game_over"] for r in rows])
     raw = np.array([r[4]["raw_reward"] for r in rows])
-    assert (rewards == 1.0).all() and (raw == 10.0).all()  # learning sees sign(r), logging the score
-    # env 0: lives lost after steps 4 and 8 (the game goes on), game over after step 12
-    assert list(np.flatnonzero(terminated[:, 0]) + 1) == [4, 8, 12]
-    assert list(np.flatnonzero(game_over[:, 0]) + 1) == [12]
-    # env 1: lives lost after steps 5 and 10; the cap truncates the game after step 14: not a termination
-    assert list(np.flatnonzero(terminated[:, 1]) + 1) == [5, 10]
-    assert list(np.flatnonzero(truncated[:, 1]) + 1) == [14]
-    assert list(np.flatnonzero(game_over[:, 1]) + 1) == [14]
+    assert (rewards == 1.0).all()  # learning sees sign(r)
+    # after a lost life the game plays a no-op the agent does not see: its 10 points are in the step's raw score
+    assert (raw == np.where(terminated & ~game_over, 20.0, 10.0)).all()
+    # env 0, lives of 4 game steps: lost after agent steps 4 and 7 (the game goes on), game over after step 10; the
+    # next game loses its first life after step 14
+    assert list(np.flatnonzero(terminated[:, 0]) + 1) == [4, 7, 10, 14]
+    assert list(np.flatnonzero(game_over[:, 0]) + 1) == [10]
+    # env 1, lives of 5: lost after steps 5 and 9; the cap truncates the game after its 14th step: not a termination
+    assert list(np.flatnonzero(terminated[:, 1]) + 1) == [5, 9]
+    assert list(np.flatnonzero(truncated[:, 1]) + 1) == [12]
+    assert list(np.flatnonzero(game_over[:, 1]) + 1) == [12]
     assert not truncated[:, 0].any()
 
 
-def test_learning_signals_on_the_real_rom_against_an_independent_env():
-    """The wrapper's game ends, raw scores and life losses agree with a second AtariVectorEnv that plays the same
-    games (same seed, same actions) and reports nothing but raw data."""
+def test_learning_signals_on_the_real_rom_against_the_references_protocol():
+    """SpaceInvaders, a game with FIRE: the wrapper's signals, scores and newest frames agree with games that report
+    raw data only and play the references' reset steps as written here (after a lost life NOOP, FIRE, action 2; at the
+    start of a game FIRE, action 2); the stack restarts (zeros before the newest frame) wherever an episode ended."""
     args = scripted_args(env_id="SpaceInvadersNoFrameskip-v4", game="space_invaders")
     envs = ppo_atari.AtariGames(args, 2)
-    reference = AtariVectorEnv("space_invaders", 2, num_threads=1, reward_clipping=False, autoreset_mode="SameStep")
-    envs.reset(seed=3)
-    _, info = reference.reset(seed=3)
-    lives = info["lives"]
+    rules = dict(stack_num=1, use_fire_reset=False, reward_clipping=False, autoreset_mode="SameStep")
+    games = [AtariVectorEnv("space_invaders", 1, num_threads=1, **rules) for _ in range(2)]
+
+    def play(i, action):  # newest frame, raw reward, game over, lives
+        frame, reward, terminated, truncated, info = games[i].step(np.array([action]))
+        return frame[0, 0], float(reward[0]), bool(terminated[0] or truncated[0]), int(info["lives"][0])
+
+    obs, _ = envs.reset(seed=3)
+    lives = [0, 0]
+    for i, game in enumerate(games):
+        game.reset(seed=3 + i)
+        for action in (1, 2):
+            frame, _, _, lives[i] = play(i, action)
+        np.testing.assert_array_equal(obs[i, -1], frame)
+    assert not obs[:, :-1].any()
     rng = np.random.default_rng(0)
-    scores, game_scores, clipped_game_scores, clipped = np.zeros(2), [], [], np.zeros(2)
-    lives_lost = 0
+    game_ends = life_ends = 0
     for _ in range(1500):
         actions = rng.integers(0, 6, 2)
-        _, reward, terminated, truncated, infos = envs.step(actions)
-        _, raw, ref_terminated, ref_truncated, ref_info = reference.step(actions)
-        game_over = ref_terminated | ref_truncated
-        lost = (ref_info["lives"] < lives) & ~game_over
-        lives = ref_info["lives"]
-        lives_lost += lost.sum()
-        np.testing.assert_array_equal(infos["raw_reward"], raw)
-        np.testing.assert_array_equal(reward, np.sign(raw))
-        np.testing.assert_array_equal(infos["game_over"], game_over)
-        np.testing.assert_array_equal(terminated, ref_terminated | lost)
-        np.testing.assert_array_equal(truncated, ref_truncated)
-        scores += raw
-        clipped += reward
-        for i in np.flatnonzero(game_over):
-            game_scores.append(scores[i])
-            clipped_game_scores.append(clipped[i])
-            scores[i] = clipped[i] = 0
+        obs, reward, terminated, truncated, infos = envs.step(actions)
+        for i in range(2):
+            frame, raw, game_over, now = play(i, actions[i])
+            life_lost, lives[i] = now < lives[i] and not game_over, now
+            assert reward[i] == np.sign(raw) and terminated[i] == (life_lost or game_over and not truncated[i])
+            assert infos["game_over"][i] == game_over
+            for action in [0, 1, 2] if life_lost else [1, 2] if game_over else []:
+                frame, extra, _, lives[i] = play(i, action)
+                raw += extra
+            assert infos["raw_reward"][i] == raw
+            np.testing.assert_array_equal(obs[i, -1], frame)
+            if life_lost or game_over:
+                assert not obs[i, :-1].any()
+            game_ends, life_ends = game_ends + game_over, life_ends + life_lost
     envs.close()
-    assert len(game_scores) >= 2 and lives_lost >= 2 * len(game_scores)
-    assert sum(game_scores) > 4 * sum(clipped_game_scores) > 0  # invaders score 5 to 30 points each
+    assert game_ends >= 2 and life_ends >= 2 * game_ends
+
+
+def test_a_lost_life_is_served_so_that_a_game_that_never_fires_ends():
+    """Breakout waits for FIRE after a lost life: an agent that only ever plays NOOP still loses all 5 lives, as the
+    game serves after each (the references' FireResetEnv)."""
+    envs = ppo_atari.AtariGames(scripted_args(), 1)
+    envs.reset(seed=1)
+    ends = [envs.step(np.zeros(1, dtype=np.int64)) for _ in range(2000)]
+    terminated = np.array([row[2][0] for row in ends])
+    game_over = np.array([row[4]["game_over"][0] for row in ends])
+    envs.close()
+    first_game = np.flatnonzero(game_over)[0]
+    assert terminated[: first_game + 1].sum() == 5  # 4 lost lives and the game over
 
 
 def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
@@ -133,9 +156,10 @@ def test_logged_returns_are_raw_scores_of_whole_games(tmp_path, monkeypatch):
     games = sorted(
         zip((v for _, v in scalars["charts/episodic_return"]), (v for _, v in scalars["charts/episodic_length"]))
     )
-    # env 0: games of 3 lives x 4 steps, 10 points a step; env 1: cut by the frame cap after 14 steps
-    assert set(games) == {(120.0, 12.0), (140.0, 14.0)}
-    assert len(games) == 64 // 12 + 64 // 14
+    # games of 3 lives x 4 game steps (a no-op after each lost life), 10 points a step: 12 game steps, 10 agent
+    # steps; games of lives of 5 steps, cut by the frame cap after 14 game steps (12 agent steps)
+    assert set(games) == {(120.0, 10.0), (140.0, 12.0)}
+    assert len(games) == 64 // 10 + 64 // 12
     # each evaluation env plays one whole game
     assert sorted(v for _, v in scalars["eval/episodic_return"]) == [120.0, 140.0]
 

@@ -29,7 +29,7 @@ def test_two_processes_train_one_agent_and_resume(tmp_path):
     """--nproc-per-node 2: each process steps 2 of the 4 envs; after every update both hold the same parameters (their
     gradients are averaged), the logged steps count both processes' envs, and both resume from rank 0's checkpoint."""
     probe = ROOT / "tests" / "torchrun_probe.py"
-    run = (*SMALL, "--total-timesteps", 384, "--eval-episodes", 0, "--save-model", "--env-threads", 1)
+    run = (*SMALL, "--total-timesteps", 384, "--eval-episodes", 0, "--save-model")
     proc = torchrun(probe, tmp_path, *run, "--checkpoint-every", 384, cwd=tmp_path)
     assert_ok(proc)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -46,7 +46,7 @@ def test_two_processes_train_one_agent_and_resume(tmp_path):
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert (checkpoint["global_step"], checkpoint["args"]["world_size"]) == (384, 2)
     script = ROOT / "ppo_atari_multigpu.py"
-    proc = torchrun(script, "--resume", run_dir / "checkpoint.pt", "--env-threads", 1, cwd=tmp_path)
+    proc = torchrun(script, "--resume", run_dir / "checkpoint.pt", cwd=tmp_path)
     assert_ok(proc)
     assert f"resuming {run_dir.name} at step 384 of 384" in proc.stdout
 
