@@ -98,8 +98,8 @@ class Args:
     """the learning rate of the optimizer"""
     num_envs: int = 4
     """the number of parallel game environments"""
-    async_envs: bool | None = None
-    """step the envs in worker processes, for slow envs such as pybullet's; same results (None: for Panda envs)"""
+    async_envs: bool = True
+    """step the envs in worker processes, for slow envs such as pybullet's; same results (default: for Panda envs)"""
     num_steps: int = 5
     """the number of steps to run in each environment per policy rollout"""
     anneal_lr: bool = False
@@ -122,10 +122,10 @@ class Args:
     """RMSprop's smoothing constant alpha"""
     rms_prop_eps: float = 1e-5
     """the optimizer's epsilon (RMSprop's, or Adam's when --no-use-rms-prop)"""
-    norm_obs: bool | None = None
-    """normalise observations by running mean and variance (None: for Box actions, as course unit 6's VecNormalize)"""
-    norm_reward: bool | None = None
-    """divide rewards by the running std of the discounted return (None: for Box actions, as course unit 6 does)"""
+    norm_obs: bool = True
+    """normalise observations by their running mean and variance (default: for Box actions, as unit 6's VecNormalize)"""
+    norm_reward: bool = True
+    """divide rewards by the running std of the discounted return (default: for Box actions, as course unit 6 does)"""
     clip_obs: float = 10.0
     """normalised observations are clipped to [-clip_obs, clip_obs]"""
     clip_reward: float = 10.0
@@ -204,15 +204,22 @@ def check_args(args: Args) -> Args:
             fail(f"--total-timesteps {args.total_timesteps} is less than one rollout of {args.batch_size} steps")
         args.gym_id = resolve_env_id(args.env_id)
         check_spaces(args.gym_id)
-        env = make(args.gym_id)
-        continuous = isinstance(env.action_space, gym.spaces.Box)
-        env.close()
-        # unset flags follow the env: course unit 6 wraps its (Box-action) envs in VecNormalize; pybullet steps slowly
-        args.norm_obs = continuous if args.norm_obs is None else args.norm_obs
-        args.norm_reward = continuous if args.norm_reward is None else args.norm_reward
-        panda = args.gym_id.rpartition(":")[2].startswith("Panda")
-        args.async_envs = panda if args.async_envs is None else args.async_envs
     return args
+
+
+def parse_args() -> Args:
+    """The command line, where --norm-obs, --norm-reward and --async-envs default to what the env asks for: course unit
+    6 wraps its (Box-action) envs in VecNormalize, and pybullet's slow steps pay for worker processes. The line is read
+    once for the env, then again with its defaults, so that a switch given on it wins."""
+    args = check_args(tyro.cli(Args))
+    if args.load_model is not None:
+        return args
+    env = make(args.gym_id)
+    continuous = isinstance(env.action_space, gym.spaces.Box)
+    env.close()
+    panda = args.gym_id.rpartition(":")[2].startswith("Panda")
+    defaults = Args(norm_obs=continuous, norm_reward=continuous, async_envs=panda)
+    return check_args(tyro.cli(Args, default=defaults))
 
 
 # ENV: the environment
@@ -924,7 +931,7 @@ def main(args: Args):
 
 if __name__ == "__main__":
     try:
-        args = check_args(tyro.cli(Args))
+        args = parse_args()
         if args.load_model is not None:
             evaluate_saved_model(args)
         else:

@@ -4,6 +4,7 @@ repeatable Panda runs, learning PandaReachDense-v3 and CartPole-v1, and bad inpu
 import json
 import math
 import re
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -250,13 +251,30 @@ def test_box_actions_train_save_and_reload_with_frozen_statistics(tmp_path):
 
 def test_async_and_sync_envs_train_the_same_agent(tmp_path):
     lines = []
-    for i, flag in enumerate(("True", "False")):
+    for i, flag in enumerate(("--async-envs", "--no-async-envs")):
         (tmp_path / str(i)).mkdir()
         proc = run_script(SCRIPT, "--env-id", "Pendulum-v1", "--total-timesteps", 1000, "--eval-episodes", 2,
-                          "--async-envs", flag, cwd=tmp_path / str(i))  # fmt: skip
+                          "--save-model", flag, cwd=tmp_path / str(i))  # fmt: skip
         assert_ok(proc)
         lines.append(eval_line(proc.stdout))
+        async_envs = read_results(only_run_dir(tmp_path / str(i)) / "args.json")["async_envs"]
+        assert async_envs == (flag == "--async-envs")
     assert lines[0] == lines[1]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--env-id", "CartPole-v1"], (False, False, False)),  # Discrete actions: no VecNormalize
+        (["--env-id", "CartPole-v1", "--norm-obs", "--async-envs"], (True, False, True)),
+        (["--env-id", "Pendulum-v1"], (True, True, False)),  # Box actions: VecNormalize, as course unit 6
+        (["--env-id", "Pendulum-v1", "--no-norm-reward"], (True, False, False)),
+    ],
+)
+def test_switches_default_to_what_the_env_asks_for_and_a_given_switch_wins(monkeypatch, argv, expected):
+    monkeypatch.setattr(sys, "argv", ["a2c.py", *argv])
+    args = a2c.parse_args()
+    assert (args.norm_obs, args.norm_reward, args.async_envs) == expected
 
 
 def test_discrete_smoke_with_tracking_video_and_hub_folder(workdir):
