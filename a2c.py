@@ -156,6 +156,8 @@ def check_render(args: Args):
         return
     if args.capture_video:
         fail("--render shows the evaluation in a window and --capture-video records it: give one of them")
+    if args.eval_episodes == 0:
+        fail("--render shows the evaluation in a window, and --eval-episodes 0 plays none: give 1 or more")
     if sys.platform == "linux" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         fail("--render needs a display and none is set (DISPLAY is empty): record the agent with --capture-video")
 

@@ -121,6 +121,9 @@ def test_render_without_a_display_says_so_in_one_line(script, tmp_path):
     no_display = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
     needles = ("--render needs a display", "--capture-video")
     assert_refused(script, "--render", "--eval-episodes", 1, needles=needles, cwd=tmp_path, env=no_display)
+    needles = ("--eval-episodes 0 plays none", "give 1 or more")
+    needles = ("--eval-episodes must be positive",) if script == "q_learning.py" else needles  # it always evaluates
+    assert_refused(script, "--render", "--eval-episodes", 0, needles=needles, cwd=tmp_path, env={"DISPLAY": ":0"})
 
 
 @pytest.mark.parametrize(
