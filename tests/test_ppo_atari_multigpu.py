@@ -51,5 +51,19 @@ def test_two_processes_train_one_agent_and_resume(tmp_path):
     assert f"resuming {run_dir.name} at step 384 of 384" in proc.stdout
 
 
+def test_bf16_under_two_processes_keeps_one_agent(tmp_path):
+    """--bf16 (the CNN under bf16 autocast): after every update both processes hold the same parameters."""
+    probe = ROOT / "tests" / "torchrun_probe.py"
+    proc = torchrun(
+        probe, tmp_path, *SMALL, "--total-timesteps", 128, "--eval-episodes", 0, "--bf16", "--save-model", cwd=tmp_path
+    )
+    assert_ok(proc)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 2 * 2 and all(check["equal"] for rank in ranks for check in rank)
+    for check0, check1 in zip(*ranks):
+        assert check0["grad_sum"] == pytest.approx(check1["grad_sum"], rel=1e-6)
+    assert json.loads((only_run_dir(tmp_path) / "args.json").read_text())["bf16"] is True
+
+
 def test_plain_python_is_refused_with_the_torchrun_command(tmp_path):
     assert_refused("ppo_atari_multigpu.py", needles=("torchrun --standalone --nproc-per-node",), cwd=tmp_path)
