@@ -54,6 +54,7 @@ class Task:
     peer: tuple[str, dict] | None = None  # SB3's algorithm and the bench_atari config it trains with (same budget)
     peer_seeds: list[int] = field(default_factory=list)
     commit: str = ""  # run the script as it was at this commit instead (a comparison with an earlier version)
+    beside: str = ""  # the task whose runs this task's plot also draws
 
 
 TASKS = [
@@ -85,7 +86,7 @@ TASKS = [
     Task("ppo_atari-breakout-409k", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3], None,
          "the same budget before the reset steps: the next row", "the budget at which a run can stay at random level "
          "when the agent must learn to serve after a lost life", peer=("ppo", bench_atari.PPO |
-         dict(total_timesteps=409_600)), peer_seeds=[1]),
+         dict(total_timesteps=409_600)), peer_seeds=[1], beside="ppo_atari-breakout-409k-noserve"),
     Task("ppo_atari-breakout-409k-noserve", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3],
          None, "the previous row", f"ppo_atari.py as it was at {NO_SERVE}, before the reset steps after a lost life "
          "(the game went on without FIRE, and the frame stack ran on)", commit=NO_SERVE),
@@ -228,17 +229,19 @@ def binned_curves(runs: list[dict], edges: np.ndarray) -> np.ndarray:
 
 def plot(task: Task, runs: list[dict], peers: list[dict]):
     """Mean over seeds (and min-max) of the training returns, each seed's curve averaged in bins of steps; the SB3
-    peer's beside it where it was run."""
+    peer's beside it where it was run, and the runs of the task named in task.beside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    end = max(max(step for step, _ in run["curve"]) for run in runs + peers)
+    others = [run for run in load(BY_NAME[task.beside]) if run["curve"]] if task.beside else []
+    end = max(max(step for step, _ in run["curve"]) for run in runs + peers + others)
     edges = np.linspace(0, end, 51)
     centres = (edges[:-1] + edges[1:]) / 2
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=110)
-    for group, label in ((runs, task.script), (peers, f"SB3 {task.peer[0].upper()}" if task.peer else "")):
+    groups = [(runs, task.script), (peers, f"SB3 {task.peer[0].upper()}" if task.peer else ""), (others, task.beside)]
+    for group, label in groups:
         if not group:
             continue
         binned = binned_curves(group, edges)
@@ -255,6 +258,12 @@ def plot(task: Task, runs: list[dict], peers: list[dict]):
     figure.tight_layout()
     figure.savefig(RESULTS / f"{task.name}.png")
     plt.close(figure)
+
+
+def late_return(run: dict) -> float:
+    """The mean training return of the episodes that ended in the last 10% of the run's steps."""
+    steps, returns = np.array(run["curve"]).T
+    return float(returns[steps >= 0.9 * steps.max()].mean())
 
 
 def table_row(task: Task, runs: list[dict], name: str, what: str, reference: str, expected=None) -> str:
@@ -311,7 +320,10 @@ def report():
             plot(task, [run for run in runs if run["curve"]], [run for run in peers if run["curve"]])
             plots.append(f"### {task.name}\n\n![{task.name}]({task.name}.png)\n")
     lines += ["", f"Machine: {'; '.join(sorted(machines))}, no GPU.", "", "## Each run", ""]
-    lines += ["| task | seed | evaluation | result | wall time | date |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| task | seed | evaluation | result | training return, last 10% of steps | wall time | date | commit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task in TASKS:
         for label, runs in ((task.name, load(task)), (f"{task.name} (SB3)", load(task, peer=True))):
             for run in runs:
@@ -319,8 +331,10 @@ def report():
                 evaluation = (
                     f"{run['mean_reward']:.2f} +/- {run['std_reward']:.2f} ({run['n_evaluation_episodes']} episodes)"
                 )
+                late = f"{late_return(run):.2f}" if run["curve"] else ""
                 lines.append(
-                    f"| {label} | {run['seed']} | {evaluation} | {result:.2f} | {run['wall_s']:.0f} s | {run['date']} |"
+                    f"| {label} | {run['seed']} | {evaluation} | {result:.2f} | {late} | {run['wall_s']:.0f} s | "
+                    f"{run['date']} | {run.get('commit', 'not recorded')} |"
                 )
     lines += ["", "## Learning curves", "", *plots]
     lines += ["## Commands", "", "```"]
