@@ -96,6 +96,13 @@ TASKS = [
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
          "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps",
          peer=("dqn", bench_atari.DQN | dict(total_timesteps=500_000, learning_starts=100_000)), peer_seeds=[1]),
+    Task("ppo_atari-breakout-bf16", "ppo_atari.py", ["--total-timesteps", "1000000", "--bf16"], "1M steps, --bf16",
+         [1, 2], None, "the same seeds in fp32: ppo_atari-breakout", "the CNN under bfloat16 autocast, a speed "
+         "option: its returns should lie within fp32's seed-to-seed spread",
+         beside="ppo_atari-breakout"),
+    Task("dqn_atari-spaceinvaders-bf16", "dqn_atari.py", ["--total-timesteps", "500000", "--bf16"],
+         "500k steps, --bf16", [1], 200, "the same seed in fp32: dqn_atari-spaceinvaders",
+         "the CNN under bfloat16 autocast", beside="dqn_atari-spaceinvaders"),
 ]  # fmt: skip
 BY_NAME = {task.name: task for task in TASKS}
 
