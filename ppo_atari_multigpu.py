@@ -195,6 +195,9 @@ def check_args(args: Args) -> Args:
     if args.load_model is None and "WORLD_SIZE" not in os.environ:
         fail(f"{SCRIPT.name} trains under torchrun: torchrun --standalone --nproc-per-node 2 {SCRIPT.name}")
     args.world_size = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun sets it for each process it starts
+    gpus, processes_here = torch.cuda.device_count() if args.cuda else 0, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if 0 < gpus < processes_here:  # one GPU per process
+        fail(f"{processes_here} processes on this machine and {gpus} GPU(s): give torchrun --nproc-per-node {gpus}")
     if args.num_envs % args.world_size:
         fail(f"--num-envs {args.num_envs} cannot be shared by {args.world_size} processes; choose a multiple")
     args.local_num_envs = args.num_envs // args.world_size

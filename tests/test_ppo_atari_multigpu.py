@@ -67,3 +67,19 @@ def test_bf16_under_two_processes_keeps_one_agent(tmp_path):
 
 def test_plain_python_is_refused_with_the_torchrun_command(tmp_path):
     assert_refused("ppo_atari_multigpu.py", needles=("torchrun --standalone --nproc-per-node",), cwd=tmp_path)
+
+
+def test_more_processes_than_gpus_is_refused(tmp_path):
+    """torchrun starting 2 processes on a machine with one GPU: refused before any work, naming --nproc-per-node."""
+    one_gpu = (
+        "import runpy, sys, torch; torch.cuda.device_count = lambda: 1; "
+        f"sys.argv = ['ppo_atari_multigpu.py']; runpy.run_path({str(ROOT / 'ppo_atari_multigpu.py')!r}, "
+        "run_name='__main__')"
+    )
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    proc = subprocess.run([sys.executable, "-c", one_gpu], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "ppo_atari_multigpu.py: error: 2 processes on this machine and 1 GPU(s): give torchrun --nproc-per-node 1"
+    ]
+    assert not (tmp_path / "runs").exists()
