@@ -290,6 +290,7 @@ class AtariGames:
         self.serve = [1, 2] if has_fire else []  # FIRE, then action 2: the references' FireResetEnv
         self.stack = np.zeros((num_envs, 4, 84, 84), dtype=np.uint8)
         self.lives = np.zeros(num_envs, dtype=np.int32)
+        self.head_start = np.zeros(num_envs)  # what the reset steps of a new game scored: it counts in its first step
         self.video_folder, self.evaluation, self.twin, self.video = video_folder, evaluation, None, None
         if video_folder is not None:
             rgb = dict(grayscale=False, img_height=210, img_width=160, stack_num=1)
@@ -301,10 +302,11 @@ class AtariGames:
             frames, _ = self.twin.reset(seed=seed)
             self.game = 0
             self.start_video(frames)
+        self.head_start[:] = 0
         for i, game in enumerate(self.games):
             frame, infos = game.reset(seed=seed + i)
             self.lives[i] = infos["lives"][0]
-            self.restart(i, frame[0], self.serve)
+            self.restart(i, frame[0], new_game=True)
         return self.stack, {}
 
     def step(self, actions: np.ndarray):
@@ -321,27 +323,32 @@ class AtariGames:
         life_lost = (lives < self.lives) & ~game_over  # a new game shows full lives: not a loss
         self.lives = lives
         self.follow(actions[0], game_over[0])
-        infos = dict(final_obs=self.stack.copy(), raw_reward=reward.astype(np.float64), game_over=game_over)
+        infos = dict(final_obs=self.stack.copy(), raw_reward=reward + self.head_start, game_over=game_over)
+        self.head_start = np.zeros(len(self.games))
         for i in np.flatnonzero(game_over | life_lost):  # an episode ended: reset steps, a new stack
-            score, ended = self.restart(i, frames[i], self.serve if game_over[i] else [0, *self.serve])
+            score, ended = self.restart(i, frames[i], new_game=game_over[i])
             infos["raw_reward"][i] += score
             game_over[i] |= ended
         return self.stack, np.sign(reward).astype(np.float32), terminated | life_lost, truncated, infos
 
-    def restart(self, i: int, frame: np.ndarray, steps: list[int]) -> tuple[float, bool]:
-        """Game i plays `steps`, which the agent does not see, and its frame stack restarts from the frame they end on:
-        the score they made, and whether a game ended in them (the next game then plays the serve of its own)."""
-        score, ended, steps = 0.0, False, list(steps)
+    def restart(self, i: int, frame: np.ndarray, new_game: bool) -> tuple[float, bool]:
+        """Game i plays the reset steps, which the agent does not see (the serve at the start of a game; after a lost
+        life a no-op, then the serve), and its frame stack restarts from the frame they end on. Returns what they
+        scored in the game that was on, and whether it ended in them; a new game's score goes to self.head_start."""
+        score, ended, steps = 0.0, False, list(self.serve) if new_game else [0, *self.serve]
         while steps:
             action = np.array([steps.pop(0)])
             frames, reward, terminated, truncated, infos = self.games[i].step(action)
             frame = frames[0]
-            score += float(reward[0])
+            if new_game:
+                self.head_start[i] += float(reward[0])
+            else:
+                score += float(reward[0])
             self.lives[i] = infos["lives"][0]
             if i == 0:
                 self.follow(action[0], terminated[0] or truncated[0])
-            if terminated[0] or truncated[0]:
-                ended, steps = True, list(self.serve)
+            if terminated[0] or truncated[0]:  # the next game serves
+                ended, new_game, steps = True, True, list(self.serve)
         self.stack[i] = 0
         self.stack[i, -1:] = frame
         return score, ended

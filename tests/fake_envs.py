@@ -91,3 +91,12 @@ class ScriptedAtariGames:
 
     def close(self):
         pass
+
+
+class ScriptedFireGames(ScriptedAtariGames):
+    """ScriptedAtariGames in a game whose action set has FIRE (action 1), as Breakout's: AtariGames then serves (FIRE,
+    then action 2) at the start of every game and after every lost life; those steps are game steps like any other."""
+
+    def __init__(self, game, num_envs, **kwargs):
+        super().__init__(game, num_envs, **kwargs)
+        self.ale = SimpleNamespace(get_action_set=lambda: [Action.NOOP, Action.FIRE, Action.RIGHT, Action.LEFT])

@@ -32,7 +32,7 @@ from conftest import (
 )
 
 import ppo_atari
-from tests.fake_envs import ScriptedAtariGames
+from tests.fake_envs import ScriptedAtariGames, ScriptedFireGames
 
 TINY = ("--total-timesteps", 128, "--num-envs", 2, "--num-steps", 32, "--num-minibatches", 2, "--eval-episodes", 2)
 
@@ -102,11 +102,12 @@ def test_learning_signals_on_the_real_rom_against_the_references_protocol():
         return frame[0, 0], float(reward[0]), bool(terminated[0] or truncated[0]), int(info["lives"][0])
 
     obs, _ = envs.reset(seed=3)
-    lives = [0, 0]
+    lives, head_start = [0, 0], [0.0, 0.0]  # what the serve of a new game scored: it counts in the game's first step
     for i, game in enumerate(games):
         game.reset(seed=3 + i)
         for action in (1, 2):
-            frame, _, _, lives[i] = play(i, action)
+            frame, extra, _, lives[i] = play(i, action)
+            head_start[i] += extra
         np.testing.assert_array_equal(obs[i, -1], frame)
     assert not obs[:, :-1].any()
     rng = np.random.default_rng(0)
@@ -116,12 +117,16 @@ def test_learning_signals_on_the_real_rom_against_the_references_protocol():
         obs, reward, terminated, truncated, infos = envs.step(actions)
         for i in range(2):
             frame, raw, game_over, now = play(i, actions[i])
+            raw, head_start[i] = raw + head_start[i], 0.0
             life_lost, lives[i] = now < lives[i] and not game_over, now
             assert reward[i] == np.sign(raw) and terminated[i] == (life_lost or game_over and not truncated[i])
             assert infos["game_over"][i] == game_over
             for action in [0, 1, 2] if life_lost else [1, 2] if game_over else []:
                 frame, extra, _, lives[i] = play(i, action)
-                raw += extra
+                if game_over:
+                    head_start[i] += extra
+                else:
+                    raw += extra
             assert infos["raw_reward"][i] == raw
             np.testing.assert_array_equal(obs[i, -1], frame)
             if life_lost or game_over:
@@ -129,6 +134,20 @@ def test_learning_signals_on_the_real_rom_against_the_references_protocol():
             game_ends, life_ends = game_ends + game_over, life_ends + life_lost
     envs.close()
     assert game_ends >= 2 and life_ends >= 2 * game_ends
+
+
+def test_every_game_scores_its_own_reset_steps(monkeypatch):
+    """In a game with FIRE, the serve at a game's start scores in that game (its first step), never in the game before:
+    scripted games of 3 lives x 4 game steps, 10 points each, score 120 each, the first one included."""
+    monkeypatch.setattr(ppo_atari, "AtariVectorEnv", ScriptedFireGames)
+    envs = ppo_atari.AtariGames(scripted_args(), 1)
+    envs.reset(seed=0)
+    rows = [envs.step(np.zeros(1, dtype=np.int64))[4] for _ in range(20)]
+    raw, game_over = np.array([row["raw_reward"][0] for row in rows]), np.array([row["game_over"][0] for row in rows])
+    ends = np.flatnonzero(game_over)
+    assert len(ends) >= 4  # 4 agent steps a game: 2 serve steps, 2 x 3 reset steps after a lost life
+    assert [raw[start + 1 : end + 1].sum() for start, end in zip([-1, *ends[:-1]], ends)] == [120.0] * len(ends)
+    assert (raw[ends] == 10.0).all() and (raw[ends[:-1] + 1] == 30.0).all()  # the serve: in the next game's step
 
 
 def test_a_lost_life_is_served_so_that_a_game_that_never_fires_ends():
