@@ -88,6 +88,29 @@ def test_categorical_scores_match_torch_and_samples_follow_the_policy():
     torch.testing.assert_close(frequencies, reference.probs[0].detach(), atol=5e-3, rtol=0)
 
 
+def test_deterministic_actions_are_the_modes():
+    categorical = ppo.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4))
+    gaussian = ppo.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (2,)))
+    x = torch.randn(6, 3)
+    torch.testing.assert_close(categorical.get_action(x, deterministic=True), categorical.actor(x).argmax(-1))
+    torch.testing.assert_close(gaussian.get_action(x, deterministic=True), gaussian.actor(x))
+
+
+@pytest.mark.parametrize("env_id, deterministic", [("LunarLander-v3", True), ("CartPole-v1", False)])
+def test_evaluation_acts_as_the_course_unit_scores_the_env(env_id, deterministic):
+    """Course unit 1 scores LunarLander with deterministic actions (SB3's evaluate_policy); unit 8 samples them."""
+
+    class Spy:
+        def get_action(self, x, deterministic=False):
+            seen.add(deterministic)
+            return torch.zeros(len(x), dtype=torch.long)
+
+    seen = set()
+    args = ppo.Args(env_id=env_id, gym_id=env_id)
+    returns = ppo.evaluate(Spy(), args, 1, 0, torch.device("cpu"), None)
+    assert len(returns) == 1 and seen == {deterministic}
+
+
 def test_gaussian_policy_log_prob_and_action_clipping():
     agent = ppo.Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (2,)))
     x = torch.randn(4, 3)
