@@ -178,16 +178,20 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:
     """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
-    positive = ("total_timesteps", "num_envs", "num_steps", "learning_rate", "clip_obs", "clip_reward")
+    positive = ("total_timesteps", "num_envs", "num_steps", "learning_rate", "clip_obs", "clip_reward", "max_grad_norm")
     for name in positive:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
         fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
+    if args.ent_coef < 0 or args.vf_coef < 0:
+        fail(f"--ent-coef and --vf-coef must be >= 0, got {args.ent_coef} and {args.vf_coef}")
     if not 0 <= args.rms_prop_alpha < 1 or args.rms_prop_eps <= 0:
         fail(
             f"--rms-prop-alpha must lie in [0, 1) and --rms-prop-eps be positive, "

@@ -67,8 +67,8 @@ class Args:
     torch_threads: int = 2
     """CPU threads for torch (0: torch's default); on a 2-core CPU, 2 (the env threads sleep while torch works)"""
     bf16: bool = False
-    """run the CNN under bfloat16 autocast, in the rollout and the update (the heads, log-probabilities, values and Adam
-    stay fp32): faster where the CPU or GPU has fast bf16, slower elsewhere (benchmarks/README.md: how to tell)"""
+    """run the CNN under bfloat16 autocast, in acting and in the update (its last layer, the Q-values, the TD targets
+    and Adam stay fp32): faster where the CPU or GPU has fast bf16, slower elsewhere (benchmarks/README.md tells)"""
     track: bool = False
     """if toggled, the run is tracked with Weights and Biases"""
     wandb_project_name: str = "deep-rl-course"
@@ -102,7 +102,7 @@ class Args:
     num_envs: int = 1
     """the number of parallel game environments"""
     buffer_size: int = 100_000
-    """the replay memory buffer size (transitions)"""
+    """the replay memory buffer size (slots of one frame each: a transition a step, an extra one at an episode's end)"""
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 1.0
@@ -163,6 +163,8 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:
@@ -257,18 +259,19 @@ class VideoWriter:
 
 
 class AtariGames:
-    """`num_envs` Atari games, each in a C++ thread of its own (ale_py's AtariVectorEnv), played as the references
-    play them (SB3's AtariWrapper, CleanRL's ppo_atari.py): frame skip 4 with a max-pool over the last two frames,
-    84x84 grayscale, 1-30 no-op frames at the start of a game, the 108k-frame cap, 4 stacked frames. The games are
-    whole (all lives) and their rewards raw; step() derives the learning signals from them: the reward sign(r);
-    terminated at game over or a lost life; truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
-    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. Where an
-    episode ends, the game plays the references' reset steps before the agent acts again (after a lost life a no-op;
-    in games with FIRE, then FIRE and action 2) and the frame stack restarts: zeros, then the newest frame;
-    infos["final_obs"] is the observation the episode ended on. (The vector env's own episodic_life restarts the game
-    at a lost life, its FIRE reset presses FIRE at the start of a game only, and its reward_clipping hides the score:
-    all three are off.) With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games
-    that gymnasium's capped cubic schedule picks, or the first game of an evaluation."""
+    """`num_envs` Atari games, each in a C++ thread of its own (ale_py's AtariVectorEnv), played as the references play
+    them (SB3's AtariWrapper, CleanRL's ppo_atari.py): frame skip 4 with a max-pool over the last two frames (ALE pools
+    them in grayscale, the references in RGB), 84x84 grayscale, 1-30 no-op frames at the start of a game, the 108k-frame
+    cap, 4 stacked frames. The games are whole (all lives) and their rewards raw; step() derives the learning signals
+    from them: the reward sign(r); terminated at game over or a lost life; truncated at the frame cap (bootstrap from
+    infos["final_obs"]: SAME_STEP autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of
+    whole games. Where an episode ends, the game plays the references' reset steps before the agent acts again (after a
+    lost life a no-op; in games with FIRE, then FIRE and action 2) and the frame stack restarts: zeros, then the newest
+    frame (SB3's VecFrameStack; CleanRL's FrameStack repeats it); infos["final_obs"] is the observation the episode
+    ended on. (The vector env's own episodic_life restarts the game at a lost life, its FIRE reset presses FIRE at the
+    start of a game only, and its reward_clipping hides the score: all three are off.) With a video folder, a twin of
+    env 0 (same game, seed and actions, in RGB) records the games that gymnasium's capped cubic schedule picks, or the
+    first game of an evaluation."""
 
     def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
@@ -573,7 +576,7 @@ def evaluate(agent: QNetwork, args: Args, episodes: int, seed: int, device: torc
     """Course unit 3's protocol as the RL Zoo runs it for Atari: whole games (all lives, raw score), epsilon-greedy with
     the final exploration rate end_e, the preprocessing of training; the first game is recorded if video_folder. The
     games are played side by side, game i seeded with seed + i. Seeded, so that a model evaluates to the same numbers
-    after training and after loading."""
+    after training and after loading with the same --seed."""
     torch.manual_seed(seed)
     envs = AtariGames(args, episodes, video_folder, evaluation=True)
     obs, _ = envs.reset(seed=seed)
@@ -819,11 +822,12 @@ CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; th
 
 def read_checkpoint(path: str) -> dict:
     """A checkpoint of this script, read without unpickling code; one clear line for a missing, truncated or foreign
-    file. Memory-mapped: its tensors are read from disk when they are used."""
+    file. Memory-mapped, its tensors read from disk when they are used, except on Windows, where a mapped file could
+    not be replaced by the run's next checkpoint."""
     if not Path(path).is_file():
         fail(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=sys.platform != "win32")
     except Exception as error:
         fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:

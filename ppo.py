@@ -172,16 +172,23 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:
     """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
+    positive = (
+        "total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate", "clip_coef",
+        "max_grad_norm",
+    )  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
         fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
+    if args.ent_coef < 0 or args.vf_coef < 0:
+        fail(f"--ent-coef and --vf-coef must be >= 0, got {args.ent_coef} and {args.vf_coef}")
     if args.eval_episodes < 0:
         fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     args.batch_size = args.num_envs * args.num_steps
@@ -456,7 +463,7 @@ def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, r
 def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 8's protocol: whole episodes with sampled actions (deterministic ones where course unit 1 scores
     the env); the first one is recorded if video_folder. Seeded, so that a model evaluates to the same numbers after
-    training and after loading."""
+    training and after loading with the same --seed."""
     torch.manual_seed(seed)
     deterministic = args.env_id in DETERMINISTIC_EVAL
     env = make_env(args.gym_id, 0, video_folder, evaluation=True, render=args.render)()

@@ -165,18 +165,25 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:
     """Every combination that cannot run is refused here, before any work starts; the computed fields are filled."""
     if args.resume is not None:  # continue an interrupted run with its own arguments
         args = resumed_args(args)
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate")
+    positive = (
+        "total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate", "clip_coef",
+        "max_grad_norm",
+    )  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 <= args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
         fail(f"--gamma and --gae-lambda must lie in [0, 1], got {args.gamma} and {args.gae_lambda}")
+    if args.ent_coef < 0 or args.vf_coef < 0:
+        fail(f"--ent-coef and --vf-coef must be >= 0, got {args.ent_coef} and {args.vf_coef}")
     if args.eval_episodes < 0:
         fail(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     if args.torch_threads < 0:
@@ -242,18 +249,19 @@ class VideoWriter:
 
 
 class AtariGames:
-    """`num_envs` Atari games, each in a C++ thread of its own (ale_py's AtariVectorEnv), played as the references
-    play them (SB3's AtariWrapper, CleanRL's ppo_atari.py): frame skip 4 with a max-pool over the last two frames,
-    84x84 grayscale, 1-30 no-op frames at the start of a game, the 108k-frame cap, 4 stacked frames. The games are
-    whole (all lives) and their rewards raw; step() derives the learning signals from them: the reward sign(r);
-    terminated at game over or a lost life; truncated at the frame cap (bootstrap from infos["final_obs"]: SAME_STEP
-    autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of whole games. Where an
-    episode ends, the game plays the references' reset steps before the agent acts again (after a lost life a no-op;
-    in games with FIRE, then FIRE and action 2) and the frame stack restarts: zeros, then the newest frame;
-    infos["final_obs"] is the observation the episode ended on. (The vector env's own episodic_life restarts the game
-    at a lost life, its FIRE reset presses FIRE at the start of a game only, and its reward_clipping hides the score:
-    all three are off.) With a video folder, a twin of env 0 (same game, seed and actions, in RGB) records the games
-    that gymnasium's capped cubic schedule picks, or the first game of an evaluation."""
+    """`num_envs` Atari games, each in a C++ thread of its own (ale_py's AtariVectorEnv), played as the references play
+    them (SB3's AtariWrapper, CleanRL's ppo_atari.py): frame skip 4 with a max-pool over the last two frames (ALE pools
+    them in grayscale, the references in RGB), 84x84 grayscale, 1-30 no-op frames at the start of a game, the 108k-frame
+    cap, 4 stacked frames. The games are whole (all lives) and their rewards raw; step() derives the learning signals
+    from them: the reward sign(r); terminated at game over or a lost life; truncated at the frame cap (bootstrap from
+    infos["final_obs"]: SAME_STEP autoreset); infos["raw_reward"] and infos["game_over"] tell the score and the ends of
+    whole games. Where an episode ends, the game plays the references' reset steps before the agent acts again (after a
+    lost life a no-op; in games with FIRE, then FIRE and action 2) and the frame stack restarts: zeros, then the newest
+    frame (SB3's VecFrameStack; CleanRL's FrameStack repeats it); infos["final_obs"] is the observation the episode
+    ended on. (The vector env's own episodic_life restarts the game at a lost life, its FIRE reset presses FIRE at the
+    start of a game only, and its reward_clipping hides the score: all three are off.) With a video folder, a twin of
+    env 0 (same game, seed and actions, in RGB) records the games that gymnasium's capped cubic schedule picks, or the
+    first game of an evaluation."""
 
     def __init__(self, args: Args, num_envs: int, video_folder: Path | None = None, evaluation: bool = False):
         rules = dict(
@@ -490,7 +498,8 @@ def ppo_loss(agent: Agent, args: Args, obs, actions, old_logprobs, advantages, r
 def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 8's protocol: whole games (all lives, raw score) with sampled actions and the preprocessing of
     training; the first one is recorded if video_folder. The games are played side by side, game i seeded with
-    seed + i. Seeded, so that a model evaluates to the same numbers after training and after loading."""
+    seed + i. Seeded, so that a model evaluates to the same numbers after training and after loading with the same
+    --seed."""
     torch.manual_seed(seed)
     envs = AtariGames(args, episodes, video_folder, evaluation=True)
     obs, _ = envs.reset(seed=seed)
@@ -734,11 +743,12 @@ CHECKPOINT_SETTINGS = (  # what a resumed run may change on its command line; th
 
 def read_checkpoint(path: str) -> dict:
     """A checkpoint of this script, read without unpickling code; one clear line for a missing, truncated or foreign
-    file. Memory-mapped: its tensors are read from disk when they are used."""
+    file. Memory-mapped, its tensors read from disk when they are used, except on Windows, where a mapped file could
+    not be replaced by the run's next checkpoint."""
     if not Path(path).is_file():
         fail(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=sys.platform != "win32")
     except Exception as error:
         fail(f"cannot read checkpoint {path}: truncated or not a checkpoint ({describe(error)})")
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != SCRIPT.name:

@@ -152,6 +152,8 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:

@@ -152,6 +152,8 @@ def check_accounts(args: Args):
 
         if not wandb.login(verify=False, prompt=False):
             fail("--track needs a wandb login: run `wandb login`, or set WANDB_MODE=offline to keep the logs local")
+    if args.hub_package and args.eval_episodes == 0:
+        fail("--hub-package and --hf-repo-id need the evaluation (the model card's score): drop --eval-episodes 0")
 
 
 def check_args(args: Args) -> Args:
@@ -401,7 +403,8 @@ def reinforce_loss(logprobs: torch.Tensor, returns: torch.Tensor) -> torch.Tenso
 # EVALUATION, SAVING AND THE HUB
 def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device, video_folder: Path | None):
     """Course unit 4's evaluate_agent: episodes of at most max_steps steps with sampled actions; the first one is
-    recorded if video_folder. Seeded, so that a model evaluates to the same numbers after training and after loading."""
+    recorded if video_folder. Seeded, so that a model evaluates to the same numbers after training and after loading
+    with the same --seed."""
     torch.manual_seed(seed)
     env = make_env(args.gym_id, 0, video_folder, evaluation=True, render=args.render)()
     returns = []

@@ -340,6 +340,8 @@ def test_cartpole_is_solved(workdir):
         (["--num-steps", "-1"], "--num-steps"),
         (["--learning-rate", "0"], "--learning-rate"),
         (["--clip-obs", "0"], "--clip-obs"),
+        (["--max-grad-norm", "0"], "--max-grad-norm"),
+        (["--vf-coef", "-0.5"], "--vf-coef"),
         (["--rms-prop-alpha", "1"], "--rms-prop-alpha"),
         (["--eval-episodes", "-1"], "--eval-episodes"),
         (["--eval-every", "-5"], "--eval-every"),

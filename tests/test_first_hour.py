@@ -58,6 +58,11 @@ def test_track_without_a_wandb_login_is_refused_before_any_work(script, tmp_path
     assert_refused(script, "--track", needles=("`wandb login`", "WANDB_MODE=offline"), cwd=tmp_path, env=no_login)
 
 
+@pytest.mark.parametrize("script", [script for script in SCRIPTS if script != "q_learning.py"])  # it always evaluates
+def test_a_hub_folder_without_the_evaluation_is_refused_before_any_work(script, tmp_path):
+    assert_refused(script, "--hub-package", "--eval-episodes", 0, needles=("--eval-episodes 0",), cwd=tmp_path)
+
+
 def hub_cache(cache, repo_id, files):
     """A Hugging Face cache holding one snapshot of `repo_id` with `files` (name -> path): what huggingface_hub
     downloads, found offline (HF_HUB_OFFLINE=1)."""

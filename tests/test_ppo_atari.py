@@ -269,6 +269,8 @@ def test_v5_id_runs_with_sticky_actions(tmp_path):
         (("--num-minibatches", 3), ("not divisible", "--num-minibatches")),
         (("--total-timesteps", 0), ("--total-timesteps", "positive")),
         (("--total-timesteps", 100), ("less than one rollout",)),
+        (("--max-grad-norm", -1), ("--max-grad-norm", "positive")),
+        (("--vf-coef", -1), ("--vf-coef", ">= 0")),
         (("--load-model", "missing/model.pt"), ("does not exist",)),
     ],
 )
