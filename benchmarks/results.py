@@ -68,7 +68,7 @@ TASKS = [
          "SB3 A2C here, same settings: -3.5 first at 40k steps (-0.30 at 50k)",
          "10% of the default budget: the course's pass mark is reached at about 50k steps"),
     Task("a2c-pandareach-1m", "a2c.py", [], "1M steps (the default)", [1], -3.5,
-         "course unit 6 pass mark: mean - std >= -3.5", "the default run, as a user starts it"),
+         "course unit 6 pass mark: mean - std >= -3.5", "The default run, as a user starts it"),
     Task("a2c-cartpole", "a2c.py", ["--env-id", "CartPole-v1", "--num-envs", "8", "--total-timesteps", "500000"],
          "500k steps", [1, 2, 3], None, f"{RL_ZOO} A2C: 500.0 +/- 0.0 at 500k"),
     Task("ppo-cartpole", "ppo.py", [], "500k steps", [1, 2, 3], None, "CleanRL ppo.py: 490.0 +/- 6.1 at 500k"),
@@ -79,30 +79,30 @@ TASKS = [
           "--num-minibatches", "256", "--gamma", "0.999", "--gae-lambda", "0.98", "--learning-rate", "3e-4",
           "--no-anneal-lr", "--no-clip-vloss"],
          "1M steps", [1, 2, 3], 200, f"{RL_ZOO} PPO: 242.1 +/- 31.8 at 1M",
-         "Seed 2 learns more slowly (training returns 141 over its last 100k steps, still rising) and evaluates to "
-         "152.6 +/- 20.5: 1M steps is the edge of this budget for some seeds"),
+         "Evaluated with deterministic actions, as course unit 1 scores LunarLander"),
     Task("ppo_atari-breakout", "ppo_atari.py", ["--total-timesteps", "1000000"], "1M steps (default 10M)", [1, 2],
          None, f"CleanRL ppo_atari.py: 414.66 +/- 28.09 at 10M; {RL_ZOO} PPO: 398.0 +/- 33.3 at 10M",
          "10% of the default budget and of the references' (neither publishes a figure at 1M)",
          peer=("ppo", bench_atari.PPO | dict(total_timesteps=1_000_000)), peer_seeds=[1]),
     Task("ppo_atari-breakout-409k", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3], None,
-         "the same budget before the reset steps: the next row", "the budget at which a run can stay at random level "
+         "ppo_atari.py before the reset steps: the next row", "The budget at which a run can stay at random level "
          "when the agent must learn to serve after a lost life", peer=("ppo", bench_atari.PPO |
          dict(total_timesteps=409_600)), peer_seeds=[1], beside="ppo_atari-breakout-409k-noserve"),
     Task("ppo_atari-breakout-409k-noserve", "ppo_atari.py", ["--total-timesteps", "409600"], "409,600 steps", [1, 2, 3],
-         None, "the previous row", f"ppo_atari.py as it was at {NO_SERVE}, before the reset steps after a lost life "
-         "(the game went on without FIRE, and the frame stack ran on)", commit=NO_SERVE),
+         None, "ppo_atari.py with the reset steps: the previous row", f"The script as it was at {NO_SERVE}, before "
+         "the reset steps after a lost life (the game went on without FIRE, and the frame stack ran on)",
+         commit=NO_SERVE),
     Task("dqn_atari-spaceinvaders", "dqn_atari.py", ["--total-timesteps", "500000"], "500k steps (default 10M)", [1],
          200, f"course unit 3 pass mark: mean - std >= 200 (the course trains 1M steps); {RL_ZOO} DQN: 622.7 +/- "
          "201.6 at 10M", "5% of the default budget and of the reference's; learning starts after 100k steps",
          peer=("dqn", bench_atari.DQN | dict(total_timesteps=500_000, learning_starts=100_000)), peer_seeds=[1]),
     Task("ppo_atari-breakout-bf16", "ppo_atari.py", ["--total-timesteps", "1000000", "--bf16"], "1M steps, --bf16",
-         [1, 2], None, "the same seeds in fp32: ppo_atari-breakout", "the CNN under bfloat16 autocast, a speed "
+         [1, 2], None, "the same seeds in fp32: ppo_atari-breakout", "The CNN under bfloat16 autocast, a speed "
          "option: its returns should lie within fp32's seed-to-seed spread",
          beside="ppo_atari-breakout"),
     Task("dqn_atari-spaceinvaders-bf16", "dqn_atari.py", ["--total-timesteps", "500000", "--bf16"],
          "500k steps, --bf16", [1], 200, "the same seed in fp32: dqn_atari-spaceinvaders",
-         "the CNN under bfloat16 autocast", beside="dqn_atari-spaceinvaders"),
+         "The CNN under bfloat16 autocast", beside="dqn_atari-spaceinvaders"),
 ]  # fmt: skip
 BY_NAME = {task.name: task for task in TASKS}
 
@@ -347,9 +347,10 @@ def report():
                 )
     lines += ["", "## Learning curves", "", *plots]
     lines += ["## Commands", "", "```"]
-    lines += [
-        f"python {task.script} {' '.join(task.args)} --seed <seed>   # {task.name}".replace("  ", " ") for task in TASKS
-    ]
+    for task in TASKS:
+        script = f"/tmp/{task.script}" if task.commit else task.script  # an earlier version: git show writes it there
+        fetch = f"git show {task.commit}:{task.script} > {script} && " if task.commit else ""
+        lines.append(f"{fetch}python {script} {' '.join(task.args)} --seed <seed>   # {task.name}".replace("  ", " "))
     peers = [task.name for task in TASKS if task.peer]
     lines += [f"python benchmarks/results.py --tasks {name} --peers   # and SB3 beside it" for name in peers]
     lines += ["```", ""]
