@@ -38,7 +38,7 @@ import time
 import warnings
 import zipfile
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -216,7 +216,7 @@ def check_args(args: Args) -> Args:
 def parse_args() -> Args:
     """The command line, where --norm-obs, --norm-reward and --async-envs default to what the env asks for: course unit
     6 wraps its (Box-action) envs in VecNormalize, and pybullet's slow steps pay for worker processes. The line is read
-    once for the env, then again with its defaults, so that a switch given on it wins."""
+    once for the env and checked, then again with the env's defaults, so that a switch given on it wins."""
     args = check_args(tyro.cli(Args))
     if args.load_model is not None:
         return args
@@ -224,8 +224,9 @@ def parse_args() -> Args:
     continuous = isinstance(env.action_space, gym.spaces.Box)
     env.close()
     panda = args.gym_id.rpartition(":")[2].startswith("Panda")
-    defaults = Args(norm_obs=continuous, norm_reward=continuous, async_envs=panda)
-    return check_args(tyro.cli(Args, default=defaults))
+    given = tyro.cli(Args, default=replace(args, norm_obs=continuous, norm_reward=continuous, async_envs=panda))
+    args.norm_obs, args.norm_reward, args.async_envs = given.norm_obs, given.norm_reward, given.async_envs
+    return args
 
 
 # ENV: the environment

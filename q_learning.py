@@ -379,7 +379,8 @@ def read_course_model(path: str) -> tuple[np.ndarray, Args]:
             decay_rate=float(model["decay_rate"]),
         )
         if "map_name" in model:  # FrozenLake's map and ice
-            args.map_name, args.is_slippery = str(model["map_name"]), bool(model.get("slippery", False))
+            # the course writes "slippery" only where the ice is not slippery (FrozenLake's default is)
+            args.map_name, args.is_slippery = str(model["map_name"]), bool(model.get("slippery", True))
         return np.asarray(model["qtable"]), args
     except Exception as error:
         fail(f"cannot read {path} as a course q-learning.pkl ({describe(error)})")

@@ -3,7 +3,8 @@
     python sb3_ppo.py OUT_DIR JSON_CONFIG
 
 Writes SB3's Monitor files (one CSV per env: return, length and time of every episode) to OUT_DIR and, after
-training, OUT_DIR/results.json with a 10-episode evaluation (sampled actions, as ppo.py evaluates).
+training, OUT_DIR/results.json with a 10-episode evaluation as ppo.py evaluates (sampled actions; deterministic for
+LunarLander, as course unit 1 scores it).
 """
 
 import json
@@ -41,7 +42,8 @@ start = time.time()
 model.learn(total_timesteps=config["total_timesteps"])
 train_time = time.time() - start
 eval_env = make_vec_env(config["env_id"], n_envs=1, seed=config["seed"] + 10_000)
-returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=False, return_episode_rewards=True)
+deterministic = config["env_id"].startswith("LunarLander")
+returns, _ = evaluate_policy(model, eval_env, 10, deterministic=deterministic, return_episode_rewards=True)
 results = dict(mean_reward=float(np.mean(returns)), std_reward=float(np.std(returns)), train_time=train_time)
 with open(f"{out_dir}/results.json", "w") as f:
     json.dump(results, f)

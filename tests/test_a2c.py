@@ -277,6 +277,13 @@ def test_switches_default_to_what_the_env_asks_for_and_a_given_switch_wins(monke
     assert (args.norm_obs, args.norm_reward, args.async_envs) == expected
 
 
+def test_the_command_line_is_checked_once(monkeypatch, capsys):
+    """parse_args reads the line twice (the switches' defaults follow the env) but checks it once: one note."""
+    monkeypatch.setattr(sys, "argv", ["a2c.py", "--env-id", "LunarLander-v2"])
+    args = a2c.parse_args()
+    assert args.gym_id == "LunarLander-v3" and capsys.readouterr().out.count("retired LunarLander-v2") == 1
+
+
 def test_discrete_smoke_with_tracking_video_and_hub_folder(workdir):
     proc = run_script(SCRIPT, "--env-id", "CartPole-v1", "--total-timesteps", 2000, "--eval-episodes", 2,
                       "--track", "--capture-video", "--hub-package", cwd=workdir)  # fmt: skip

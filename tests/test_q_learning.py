@@ -222,6 +222,18 @@ def test_frozenlake_defaults_solve_it_and_the_saved_table_evaluates_the_same(tmp
     assert eval_line(course.stdout) == eval_line(trained.stdout)
 
 
+@pytest.mark.parametrize("slippery, expected", [({}, True), ({"slippery": False}, False)])
+def test_a_course_pickle_names_its_ice_as_the_course_writes_it(tmp_path, slippery, expected):
+    """The course's push_to_hub writes "slippery" only for ice that is not slippery (FrozenLake's default is)."""
+    model = dict(env_id="FrozenLake-v1", map_name="4x4", max_steps=99, n_training_episodes=10000, n_eval_episodes=100,
+                 learning_rate=0.7, gamma=0.95, max_epsilon=1.0, min_epsilon=0.05, decay_rate=0.0005, eval_seed=[],
+                 qtable=np.zeros((16, 4)), **slippery)  # fmt: skip
+    path = tmp_path / "q-learning.pkl"
+    path.write_bytes(pickle.dumps(model))
+    _, args = q_learning.read_course_model(str(path))
+    assert (args.map_name, args.is_slippery) == ("4x4", expected)
+
+
 def test_a_course_pickle_that_would_run_code_is_refused(tmp_path):
     class Exploit:
         def __reduce__(self):
