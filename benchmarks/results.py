@@ -16,7 +16,7 @@ Run one task at a time on a 2-core machine; the wall times are only comparable o
 A task with a peer (the Atari ones) also trains Stable-Baselines3 on the same game for the same steps with the same
 hyperparameters (benchmarks/sb3_atari.py, in its own venv), evaluated as our script evaluates: its summary goes to
 results/data/<task>__sb3__seed<k>.json, and the table and plot show it beside ours (`--peers` runs them too: about
-an hour for SB3 PPO on Breakout at 1M steps here, an hour and a half for SB3 DQN at 500k).
+an hour each here, SB3 PPO on Breakout at 1M steps and SB3 DQN on SpaceInvaders at 500k).
 """
 
 import argparse
