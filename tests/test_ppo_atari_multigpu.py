@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import ROOT, assert_ok, assert_refused, only_run_dir, read_scalars
 
+# gloo on CPU processes, also where a GPU is
 SMALL = ("--num-envs", 4, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 2, "--torch-threads", 1,
-         "--no-cuda")  # fmt: skip  (gloo on CPU processes, also where a GPU is)
+         "--no-cuda")  # fmt: skip
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", 2]
 
 
