@@ -5,6 +5,7 @@
     python benchmarks/bench_atari.py --torchrun           # also: ppo_atari_multigpu.py on 2 processes, all-reduce cost
     python benchmarks/bench_atari.py --breakdown          # also: where a ppo_atari.py process spends its time
     python benchmarks/bench_atari.py --algos ppo --ppo-steps 102400 --repeat 1 --skip-memory   # a longer PPO row
+    python benchmarks/bench_atari.py --bf16 --skip-memory --ppo-steps 51200   # also the scripts with --bf16
 
 - PPO, BreakoutNoFrameskip-v4, CleanRL's ppo_atari.py hyperparameters (8 envs x 128 steps, 4 x 4 minibatch epochs),
   10,240 steps: whole-process SPS (start-up included, no evaluation).
@@ -104,8 +105,10 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["total_timesteps"], baseline=None):
-    """Our scripts against SB3, and against the scripts of another checkout (`baseline`) when one is given."""
+def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["total_timesteps"], baseline=None,
+          bf16: bool = False):  # fmt: skip
+    """Our scripts against SB3, with --bf16 too when `bf16`, and against the scripts of another checkout (`baseline`)
+    when one is given."""
     print(f"\n### Speed: whole process, start-up included, median of {repeat} run(s) each, interleaved\n", flush=True)
     print("| | steps | wall | SPS | vs CleanRL (measured before) | vs SB3 (this run) |")
     print("|---|---|---|---|---|---|")
@@ -116,10 +119,12 @@ def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["tota
     for algo in algos:
         config, label = configs[algo]
         steps = config["total_timesteps"]
-        walls_ours, walls_sb3, walls_baseline = [], [], []
+        walls_ours, walls_sb3, walls_baseline, walls_bf16 = [], [], [], []
         for _ in range(repeat):  # alternating, so that the machine's noise hits both alike
             walls_ours.append(ours(algo, config)[0])
             walls_sb3.append(sb3(python, algo, config)[0])
+            if bf16:
+                walls_bf16.append(ours(algo, config, "--bf16")[0])
             if baseline is not None:
                 walls_baseline.append(ours(algo, config, root=baseline)[0])
         wall_ours, wall_sb3 = statistics.median(walls_ours), statistics.median(walls_sb3)
@@ -128,6 +133,11 @@ def speed(python: str, repeat: int, algos: list[str], ppo_steps: int = PPO["tota
         ratio_ours, ratio_sb3 = (f"{sps / cleanrl:.2f}x" if cleanrl else "" for sps in (sps_ours, sps_sb3))
         print(f"| {algo}_atari.py ({label}) | {steps:,} | {wall_ours:.1f} s | **{sps_ours:.0f}** | {ratio_ours} | "
               f"{sps_ours / sps_sb3:.2f}x |")  # fmt: skip
+        if bf16:
+            wall = statistics.median(walls_bf16)
+            ratio = f"{steps / wall / cleanrl:.2f}x" if cleanrl else ""
+            print(f"| {algo}_atari.py --bf16 | {steps:,} | {wall:.1f} s | **{steps / wall:.0f}** | {ratio} | "
+                  f"{wall_sb3 / wall:.2f}x |")  # fmt: skip
         print(f"| SB3 {algo.upper()} | {steps:,} | {wall_sb3:.1f} s | {sps_sb3:.0f} | {ratio_sb3} | 1.00x |")
         if baseline is not None:
             wall = statistics.median(walls_baseline)
@@ -356,6 +366,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs of each speed row (median reported)")
     parser.add_argument("--baseline", type=Path, help="also time the scripts of this checkout (e.g. a git worktree)")
     parser.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"], help="speed rows")
+    parser.add_argument("--bf16", action="store_true", help="also the speed rows of the scripts with --bf16")
     parser.add_argument("--ppo-steps", type=int, default=PPO["total_timesteps"], help="steps of the PPO speed row")
     options = parser.parse_args()
     if options.breakdown_child is not None:
@@ -364,7 +375,7 @@ def main():
     print(f"Machine: {machine()}; load average (1/5/15 min) before: {load_before}", flush=True)
     python = sb3_python() if not (options.skip_speed and options.skip_memory) else None
     if not options.skip_speed:
-        speed(python, options.repeat, options.algos, options.ppo_steps, options.baseline)
+        speed(python, options.repeat, options.algos, options.ppo_steps, options.baseline, options.bf16)
     if not options.skip_memory:
         memory(python)
     if options.threads:
