@@ -249,14 +249,17 @@ def plot(task: Task, runs: list[dict], peers: list[dict]):
     edges = np.linspace(0, end, 51)
     centres = (edges[:-1] + edges[1:]) / 2
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=110)
-    groups = [(runs, task.script), (peers, f"SB3 {task.peer[0].upper()}" if task.peer else ""), (others, task.beside)]
+    own = task.name if task.beside else task.script  # beside another task's runs, each group goes by its task
+    groups = [(runs, own), (peers, f"SB3 {task.peer[0].upper()}" if task.peer else ""), (others, task.beside)]
     for group, label in groups:
         if not group:
             continue
         binned = binned_curves(group, edges)
-        axes.plot(centres, binned.mean(0), label=f"{label}, mean of {len(group)} seed(s)")
+        (line,) = axes.plot(centres, binned.mean(0), label=f"{label}, mean of {len(group)} seed(s)")
         if len(group) > 1:
-            axes.fill_between(centres, binned.min(0), binned.max(0), alpha=0.25, label=f"{label}, min - max")
+            axes.fill_between(
+                centres, binned.min(0), binned.max(0), color=line.get_color(), alpha=0.25, label=f"{label}, min - max"
+            )
     if task.pass_mark is not None:
         axes.axhline(task.pass_mark, color="grey", linestyle="--", linewidth=1, label="course pass mark (mean - std)")
     axes.set_title(f"{task.name}, {task.budget}", fontsize=9)
