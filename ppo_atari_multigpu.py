@@ -932,16 +932,18 @@ class Checkpoints:
         """After an iteration of `steps` steps: a checkpoint if a multiple of checkpoint_every was passed or a signal
         came to any process. True after a signal: every process stops here."""
         every = self.args.checkpoint_every
-        # all processes stop at the same iteration if any was signalled (on the device: NCCL reduces no CPU tensor)
+        # all processes stop at the same iteration if any was signalled (on the device: NCCL reduces no CPU tensor);
+        # a signal that comes while this all-reduce runs is kept for the next one
         signum = torch.tensor([self.stop.signum], device=self.device)
         dist.all_reduce(signum, op=dist.ReduceOp.MAX)
-        self.stop.signum = int(signum.item())
-        if self.rank == 0 and (self.stop.signum or every > 0 and global_step // every > (global_step - steps) // every):
+        agreed = int(signum.item())
+        self.stop.signum = max(self.stop.signum, agreed)
+        if self.rank == 0 and (agreed or every > 0 and global_step // every > (global_step - steps) // every):
             self.save(global_step)
-        if self.stop.signum and self.rank == 0:
+        if agreed and self.rank == 0:
             resume = f"torchrun <its options> {SCRIPT.name} --resume {self.path}"
             print(f"checkpoint of step {global_step:,} saved; continue with: {resume}")
-        return bool(self.stop.signum)
+        return bool(agreed)
 
 
 def evaluate_saved_model(args: Args):
@@ -1089,6 +1091,7 @@ def main(args: Args):
             break
 
     envs.close()
+    dist.barrier()  # no process closes its connections while another still receives what it was sent
     dist.destroy_process_group()
     stopped = checkpoints.stop.end()  # the signal of any process
     if rank == 0:

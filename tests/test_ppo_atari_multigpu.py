@@ -1,8 +1,10 @@
 """ppo_atari_multigpu.py: two processes under torchrun (gloo on CPU) train one agent, count the steps of both, and
-resume from rank 0's checkpoint; a plain `python` run is refused with the torchrun command."""
+resume from rank 0's checkpoint, also after a signal stopped them; a plain `python` run is refused with the torchrun
+command."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -65,6 +67,42 @@ def test_bf16_under_two_processes_keeps_one_agent(tmp_path):
     for check0, check1 in zip(*ranks):
         assert check0["grad_sum"] == pytest.approx(check1["grad_sum"], rel=1e-6)
     assert json.loads((only_run_dir(tmp_path) / "args.json").read_text())["bf16"] is True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_torchrun_keeps_the_training_and_the_run_resumes(tmp_path, signum):
+    """SIGTERM to torchrun (a scheduler ending the job) or SIGINT (Ctrl-C in its terminal): torchrun passes it on to
+    each process, all stop after the same iteration, rank 0 writes the checkpoint and the model and names the command
+    that resumes, and no traceback of the script's is printed; the resumed run goes on to the total."""
+    total = 128 * 30
+    run = (*SMALL, "--total-timesteps", total, "--eval-episodes", 0, "--save-model")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = list(map(str, [*TORCHRUN, ROOT / "ppo_atari_multigpu.py", *run]))
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # the first progress line: training is under way
+        lines.append(line)
+        if line.startswith("step "):
+            break
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    stdout = "".join(lines) + stdout
+    assert proc.returncode != 0, stdout
+    assert stderr.count(f"{signal.Signals(signum).name}: stopping after this iteration") == 2, stderr  # each process
+    assert 'ppo_atari_multigpu.py", line' not in stderr, stderr  # torchrun reports the signal; the script does not fail
+    run_dir = only_run_dir(tmp_path)
+    assert (run_dir / "checkpoint.pt").is_file(), f"{stdout}\n{stderr}"
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    stop_step = checkpoint["global_step"]
+    assert 128 <= stop_step < total and stop_step % 128 == 0
+    resume = f"continue with: torchrun <its options> ppo_atari_multigpu.py --resume runs/{run_dir.name}/checkpoint.pt"
+    assert resume in stdout, stdout
+    assert f"stopped by {signal.Signals(signum).name}; evaluate it with" in stdout and (run_dir / "model.pt").is_file()
+
+    proc = torchrun(ROOT / "ppo_atari_multigpu.py", "--resume", run_dir / "checkpoint.pt", cwd=tmp_path)
+    assert_ok(proc)
+    assert f"resuming {run_dir.name} at step {stop_step:,} of {total:,}" in proc.stdout
+    assert [step for step, _ in read_scalars(run_dir)["charts/SPS"]] == list(range(128, total + 1, 128))
 
 
 def test_plain_python_is_refused_with_the_torchrun_command(tmp_path):
