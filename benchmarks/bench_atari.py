@@ -331,20 +331,20 @@ def all_reduce_cost(rank: int, world_size: int, folder: str, repeats: int = 50):
     import gymnasium as gym
     import numpy as np
 
-    import ppo_atari
+    import ppo_atari_multigpu
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    agent = ppo_atari.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
+    agent = ppo_atari_multigpu.Agent(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))
     for param in agent.parameters():
         param.grad = torch.randn_like(param)
     params = list(agent.parameters())
-    ppo_atari.average_gradients(params, world_size)  # warm-up
+    ppo_atari_multigpu.average_gradients(params, world_size)  # warm-up
     dist.barrier()
     start = time.perf_counter()
     for _ in range(repeats):
-        ppo_atari.average_gradients(params, world_size)
+        ppo_atari_multigpu.average_gradients(params, world_size)
     cost = (time.perf_counter() - start) / repeats
     if rank == 0:
         size = sum(p.numel() for p in params) * 4
@@ -352,6 +352,7 @@ def all_reduce_cost(rank: int, world_size: int, folder: str, repeats: int = 50):
             f"Gradient averaging (gloo, 2 processes on this machine): {size / 2**20:.1f} MiB per all-reduce, "
             f"{cost * 1000:.1f} ms each; 16 per iteration of 1,024 steps: {16 * cost:.2f} s per iteration."
         )
+    dist.barrier()
     dist.destroy_process_group()
 
 
